@@ -1,0 +1,7 @@
+//! The `berth` command line: argument parsing, logging, and one handler per subcommand.
+
+pub mod args;
+pub mod commands;
+pub mod foreground;
+pub mod logging;
+pub mod templates;

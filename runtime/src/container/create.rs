@@ -1,0 +1,269 @@
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::spawn::{raise_fd, spawn};
+use super::Error;
+use crate::cgroups::{self, Cgroup};
+use crate::init::{InitPlan, Role};
+use crate::linux::namespaces;
+use crate::spec;
+use crate::state::{self, ContainerState, OciState, StateRoot, Status};
+use crate::sync::{FromChild, SyncError, ToChild};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// What `create` made, for `run` to go on with.
+pub struct Created {
+    pub state: ContainerState,
+    /// The container's init is our child: `run` can wait for it.
+    pub pid: Pid,
+}
+
+/// Undoes a half-made container unless disarmed: kills the process, removes the cgroup
+/// and the state directory. Mounts need no undo: they live in the process's own mount
+/// namespace and vanish with it.
+struct Rollback<'a> {
+    root: &'a StateRoot,
+    id: String,
+    child: Option<Pid>,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.child {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.remove() {
+                tracing::warn!(error = %e, "rollback: removing cgroup");
+            }
+        }
+        let _ = self.root.remove(&self.id);
+    }
+}
+
+/// `berth create`: everything is validated before the host is touched.
+pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> {
+    state::validate_id(&opts.id)?;
+    let bundle = spec::load_bundle(&opts.bundle)?;
+    check_host_support(&bundle.spec)?;
+    let console = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(|e| Error::io(format!("--console-socket {}", p.display()), e))?,
+        ),
+        None => None,
+    };
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    if terminal && console.is_none() {
+        return Err(Error::Invalid(
+            "process.terminal is true: --console-socket is required".into(),
+        ));
+    }
+
+    let dir = root.create_dir(&opts.id)?;
+    let mut rb = Rollback {
+        root,
+        id: opts.id.clone(),
+        child: None,
+        cgroup: None,
+        armed: true,
+    };
+    let fifo = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::io("creating exec.fifo", e.into()))?;
+
+    let cg_path = cgroups::path_for(&bundle.spec, &opts.id);
+    let cg = Cgroup::open(&cg_path, &opts.id)?;
+    rb.cgroup = Some(cg);
+
+    let min_fd = 3 + opts.preserve_fds as RawFd;
+    let console = match console {
+        Some(c) => Some(raise_fd(OwnedFd::from(c), min_fd)?),
+        None => None,
+    };
+    let _pid_ns = enter_namespaces_for_children(&bundle.spec)?;
+    let flags = namespaces::new_flags(&bundle.spec) & !CloneFlags::from_bits_retain(0x80);
+    let mut inherit: Vec<RawFd> = (3..min_fd).collect();
+    if let Some(c) = &console {
+        inherit.push(c.as_raw_fd());
+    }
+    let spawned = spawn(flags, None, &inherit, min_fd)?;
+    let pid = spawned.pid;
+    rb.child = Some(pid);
+    let mut ch = spawned.channel;
+    drop(console);
+
+    let mut st = ContainerState {
+        id: opts.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid: pid.as_raw(),
+        pid_start_time: 0,
+        cgroup_path: cg_path.clone(),
+        created: state::now_rfc3339(),
+        annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+        owner: "root".into(),
+        started: false,
+        own_pid_ns: flags.contains(CloneFlags::CLONE_NEWPID),
+        use_systemd: false,
+    };
+    let hook_state = serde_json::to_string(&OciState::new(&st, Status::Creating))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let plan = InitPlan {
+        role: Role::Init,
+        id: opts.id.clone(),
+        spec: bundle.spec.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        fifo: Some(fifo),
+        console_fd: opts.console_socket.as_ref().map(|_| *inherit.last().unwrap_or(&-1)),
+        preserve_fds: opts.preserve_fds,
+        no_pivot: opts.no_pivot,
+        ns_pidfd: None,
+        join_flags: 0,
+        hook_state: hook_state.clone(),
+        unified_cgroups: cgroups::is_unified(),
+    };
+    let fail = |e: SyncError| Error::Setup(format!("container init: {e}"));
+    ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
+
+    if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        write_id_maps(pid, &bundle.spec)?;
+    }
+    if let Some(cg) = &rb.cgroup {
+        cg.add_task(pid)?;
+        if let Some(res) = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cg.apply(res)?;
+        }
+    }
+    if let Some(h) = bundle.spec.hooks() {
+        #[allow(deprecated)]
+        crate::hooks::run_all("prestart", h.prestart().as_deref().unwrap_or_default(), &hook_state)?;
+        crate::hooks::run_all(
+            "createRuntime",
+            h.create_runtime().as_deref().unwrap_or_default(),
+            &hook_state,
+        )?;
+    }
+    ch.send(&ToChild::Go).map_err(fail)?;
+    match ch.recv::<FromChild>() {
+        Ok(FromChild::Ready) => {}
+        Ok(FromChild::Error(msg)) => return Err(Error::Setup(msg)),
+        Err(e) => return Err(fail(e)),
+    }
+    st.pid_start_time = state::process_start_time(pid.as_raw()).ok_or_else(|| {
+        Error::Setup("container init exited right after setting up".into())
+    })?;
+    root.save(&st)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    rb.armed = false;
+    Ok(Created { state: st, pid })
+}
+
+/// Refuses what this build of berth cannot honour, before anything is created.
+fn check_host_support(spec: &Spec) -> Result<(), Error> {
+    if let Some(linux) = spec.linux() {
+        if linux.personality().is_some() {
+            return Err(Error::Invalid(
+                "config.json: linux.personality: not supported by berth".into(),
+            ));
+        }
+        if linux.intel_rdt().is_some() {
+            return Err(Error::Invalid(
+                "config.json: linux.intelRdt: not supported by berth".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Namespaces that apply to children (pid, time) are entered by this process before clone.
+/// Returns the fd kept open for the duration.
+fn enter_namespaces_for_children(spec: &Spec) -> Result<Option<File>, Error> {
+    let mut kept = None;
+    for (t, path) in namespaces::joins(spec) {
+        if t == LinuxNamespaceType::Pid || t == LinuxNamespaceType::Time {
+            let f = File::open(&path)
+                .map_err(|e| Error::io(format!("opening namespace {}", path.display()), e))?;
+            nix::sched::setns(f.as_fd(), namespaces::flag(t))
+                .map_err(|e| Error::io(format!("joining namespace {}", path.display()), e.into()))?;
+            kept = Some(f);
+        }
+    }
+    if namespaces::new_flags(spec).contains(CloneFlags::from_bits_retain(0x80)) {
+        // A new time namespace takes its offsets before its first process enters it.
+        nix::sched::unshare(CloneFlags::from_bits_retain(0x80))
+            .map_err(|e| Error::io("unshare(CLONE_NEWTIME)", e.into()))?;
+        if let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
+            let mut text = String::new();
+            for (clock, off) in offsets {
+                text.push_str(&format!(
+                    "{clock} {} {}\n",
+                    off.secs().unwrap_or(0),
+                    off.nanosecs().unwrap_or(0)
+                ));
+            }
+            std::fs::write("/proc/self/timens_offsets", text)
+                .map_err(|e| Error::io("linux.timeOffsets", e))?;
+        }
+    }
+    Ok(kept)
+}
+
+fn write_id_maps(pid: Pid, spec: &Spec) -> Result<(), Error> {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    for (file, field, maps) in [
+        ("uid_map", "linux.uidMappings", linux.uid_mappings()),
+        ("gid_map", "linux.gidMappings", linux.gid_mappings()),
+    ] {
+        let text: String = maps
+            .iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        if text.is_empty() {
+            continue;
+        }
+        std::fs::write(format!("/proc/{}/{file}", pid.as_raw()), text)
+            .map_err(|e| Error::io(format!("{field}: writing {file}"), e))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn write_pid_file(path: &Path, pid: Pid) -> Result<(), Error> {
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.as_raw().to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::io(format!("--pid-file {}", path.display()), e))
+}

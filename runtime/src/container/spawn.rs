@@ -1,0 +1,79 @@
+//! Starting a container process: clone into new namespaces, then re-exec from a sealed copy
+//! of berth (see [`crate::linux::exe`]) with only the fds the plan names.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+
+use super::Error;
+use crate::init::INIT_ENV;
+use crate::linux::sys::{self, Cloned};
+use crate::sync::{Channel, FromChild};
+
+pub struct Spawned {
+    pub pid: Pid,
+    pub channel: Channel,
+}
+
+/// Moves `fd` to a number ≥ `min`, so fds the container must inherit at fixed numbers
+/// (stdio, --preserve-fds) are never taken by berth's own.
+pub fn raise_fd(fd: OwnedFd, min: RawFd) -> Result<OwnedFd, Error> {
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    let new = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))
+        .map_err(|e| Error::io("duplicating an fd", e.into()))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that only we hold.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Clones the container process. `inherit` are fds (besides the channel) that must survive
+/// into it. The caller must be single-threaded.
+pub fn spawn(
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd<'_>>,
+    inherit: &[RawFd],
+    min_fd: RawFd,
+) -> Result<Spawned, Error> {
+    let (parent, child) = Channel::pair().map_err(|e| Error::io("socketpair", e))?;
+    let child = raise_fd(child.into_owned_fd(), min_fd)?;
+    let child_fd = child.as_raw_fd();
+    // Everything the child needs is computed before clone: after it, the child only does
+    // async-signal-safe work until it execs.
+    let env = [CString::new(format!("{INIT_ENV}={child_fd}")).unwrap_or_default()];
+    let argv0 = c"berth-init";
+    match sys::clone_process(flags.bits(), cgroup) {
+        Err(e) => Err(Error::io("clone", e)),
+        Ok(Cloned::Parent(pid)) => {
+            drop(child);
+            Ok(Spawned {
+                pid,
+                channel: parent,
+            })
+        }
+        Ok(Cloned::Child) => {
+            drop(parent);
+            // SAFETY: these fds are open (the caller holds them) and only flags change.
+            let keep = |fd: RawFd| sys::clear_cloexec(unsafe { BorrowedFd::borrow_raw(fd) });
+            let mut ok = keep(child_fd).is_ok();
+            for fd in inherit {
+                ok &= keep(*fd).is_ok();
+            }
+            let err = if ok {
+                crate::linux::exe::exec_sealed_self(&[argv0], &env)
+            } else {
+                std::io::Error::other("cannot pass fds to the container process")
+            };
+            // SAFETY: child_fd is our end of the channel; wrapped once, right before exit.
+            let mut ch = unsafe { Channel::from_raw_fd(child_fd) };
+            let _ = ch.send(&FromChild::Error(format!(
+                "re-executing berth for the container process: {err}"
+            )));
+            // SAFETY: _exit ends this forked child without running the parent's atexit
+            // handlers or destructors, which belong to the parent.
+            unsafe { libc::_exit(122) }
+        }
+    }
+}
