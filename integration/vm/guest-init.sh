@@ -37,6 +37,9 @@ die() {
 mount -t proc proc /proc || die "mount /proc"
 mount -t sysfs sysfs /sys || die "mount /sys"
 mount -t devtmpfs devtmpfs /dev || die "mount /dev"
+# The kernel opened our stdio on /dev/console from its built-in initramfs
+# (Debian's has the node); re-open it from devtmpfs in case a kernel did not.
+exec </dev/console >/dev/console 2>&1
 
 # shellcheck source=/dev/null
 . /etc/berth-vm.conf || die "no /etc/berth-vm.conf in initramfs"
@@ -61,7 +64,8 @@ mount -t 9p -o "$P9,ro,cache=loose" hostroot /lower || die "mount 9p hostroot"
 mount -t 9p -o "$P9,cache=mmap" berthrun /share || die "mount 9p berthrun"
 
 # guest.conf is written by run.sh for this run: RUN_DIR, RESULTS_DIR,
-# MODULES_DIR, MEM_MB (all host paths, same paths inside the guest).
+# MODULES_DIR, KEEP_COUNT/KEEP_PATH_<n> (host paths, which are also the
+# paths inside the guest) and PRELOAD_MODULES.
 # shellcheck source=/dev/null
 . /share/guest.conf || die "cannot read guest.conf from the run share"
 
@@ -87,11 +91,44 @@ mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 "$R/sys/fs/cgroup" \
 	|| mount -t cgroup2 -o nsdelegate cgroup2 "$R/sys/fs/cgroup" || die "mount cgroup2"
 mount -t bpf bpf "$R/sys/fs/bpf" 2>/dev/null || true
 
+# Host directories the run needs (repo, working directory, the command's
+# directory, CARGO_TARGET_DIR) that live under /tmp, /var/tmp or /run on the
+# host would be hidden by the fresh tmpfs mounts below (CI may clone the
+# repo under /tmp). run.sh lists those as KEEP_PATH_<n>: grab them from the
+# overlay now (writable, copy-up) and put them back on top of the tmpfs.
+mkdir -p /keep
+i=0
+p=
+kept=" "
+while [ "$i" -lt "${KEEP_COUNT:-0}" ]; do
+	i=$((i + 1))
+	eval "p=\$KEEP_PATH_$i"
+	if [ -d "$R$p" ]; then
+		mkdir -p "/keep/$i"
+		mount --bind "$R$p" "/keep/$i" || die "bind $p"
+		kept="$kept$i "
+	fi
+done
+
 # Writable scratch space. /tmp gets half the RAM (tmpfs only uses what is
-# written); tests create bundles and container state there.
+# written); tests create bundles and container state there. It must be a
+# real tmpfs, not the overlay: overlayfs refuses overlayfs as upper layer,
+# and container tests put overlay upper dirs in /tmp.
 mount -t tmpfs -o mode=1777,size=50% tmp "$R/tmp" || die "mount /tmp"
 mount -t tmpfs -o mode=0755,size=25% run "$R/run" || die "mount /run"
 mount -t tmpfs -o mode=1777,size=25% vartmp "$R/var/tmp" || die "mount /var/tmp"
+
+i=0
+while [ "$i" -lt "${KEEP_COUNT:-0}" ]; do
+	i=$((i + 1))
+	eval "p=\$KEEP_PATH_$i"
+	case $kept in
+	*" $i "*)
+		mkdir -p "$R$p"
+		mount --move "/keep/$i" "$R$p" || die "restore $p"
+		;;
+	esac
+done
 
 # The per-run share (script, exit status) and the results share appear at
 # the same paths as on the host, so paths can be passed around verbatim.
@@ -99,10 +136,13 @@ mkdir -p "$R$RUN_DIR" "$R$RESULTS_DIR" || die "mkdir share mount points"
 mount --move /share "$R$RUN_DIR" || die "move run share"
 mount -t 9p -o "$P9,cache=mmap" berthresults "$R$RESULTS_DIR" || die "mount 9p berthresults"
 
-# The guest kernel's modules (extracted on the host into the cache, readable
-# through the host root) at /lib/modules/<guest version>, so modprobe works.
+# The guest kernel's modules (extracted on the host into the cache) at
+# /lib/modules/<guest version>, so modprobe works. The host has no such
+# directory (and maybe no /lib/modules at all), hence the writable root.
+# Bound from /lower, the raw host root, because the cache may be under a
+# path that the tmpfs mounts above hide.
 mkdir -p "$R/lib/modules/$KVER"
-mount --bind "$R$MODULES_DIR" "$R/lib/modules/$KVER" || die "bind /lib/modules/$KVER"
+mount --bind "/lower$MODULES_DIR" "$R/lib/modules/$KVER" || die "bind /lib/modules/$KVER"
 
 # Stage 2 runs from a tmpfs with its own busybox, so it depends on nothing
 # on the host except the command it is asked to run.

@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use tracing_subscriber::layer::SubscriberExt;
+
 use super::args::LogFormat;
 
 pub struct Logger {
@@ -19,7 +21,13 @@ impl Logger {
         } else {
             tracing::Level::WARN
         };
-        let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false);
+        // libcgroups warns about every v1 controller a host lacks; that is noise to a user.
+        let filter = tracing_subscriber::filter::Targets::new()
+            .with_default(level)
+            .with_target("libcgroups", if debug { level } else { tracing::Level::ERROR });
+        let builder = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false);
         let opened = file.and_then(|p| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -29,13 +37,16 @@ impl Logger {
         });
         match (opened, format) {
             (Some(f), LogFormat::Json) => {
-                let _ = builder.json().with_writer(std::sync::Mutex::new(f)).try_init();
+                let s = builder.json().with_writer(std::sync::Mutex::new(f)).finish();
+                let _ = tracing::subscriber::set_global_default(s.with(filter));
             }
             (Some(f), LogFormat::Text) => {
-                let _ = builder.with_writer(std::sync::Mutex::new(f)).try_init();
+                let s = builder.with_writer(std::sync::Mutex::new(f)).finish();
+                let _ = tracing::subscriber::set_global_default(s.with(filter));
             }
             (None, _) => {
-                let _ = builder.with_writer(std::io::stderr).try_init();
+                let s = builder.with_writer(std::io::stderr).finish();
+                let _ = tracing::subscriber::set_global_default(s.with(filter));
             }
         }
         Logger {

@@ -14,12 +14,17 @@ pub fn parse_env_file(text: &str) -> Result<Vec<String>, Error> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let error = |message: &str| Error::EnvFile { line: number + 1, message: message.to_owned() };
+        let error = |message: &str| Error::EnvFile {
+            line: number + 1,
+            message: message.to_owned(),
+        };
         let Some((name, _)) = line.split_once('=') else {
             return Err(error("expected NAME=VALUE"));
         };
         if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == '\0') {
-            return Err(error("the name must be non-empty and contain no whitespace"));
+            return Err(error(
+                "the name must be non-empty and contain no whitespace",
+            ));
         }
         if line.contains('\0') {
             return Err(error("NUL is not allowed"));
@@ -36,12 +41,18 @@ mod tests {
     #[test]
     fn parses_entries_comments_and_blank_lines() {
         let text = "# settings\nA=1\n\n  # indented comment\nB=two words = ok\r\nC=\n";
-        assert_eq!(parse_env_file(text).expect("valid"), ["A=1", "B=two words = ok", "C="]);
+        assert_eq!(
+            parse_env_file(text).expect("valid"),
+            ["A=1", "B=two words = ok", "C="]
+        );
     }
 
     #[test]
     fn values_are_literal() {
-        assert_eq!(parse_env_file("Q=\"quoted\"").expect("valid"), ["Q=\"quoted\""]);
+        assert_eq!(
+            parse_env_file("Q=\"quoted\"").expect("valid"),
+            ["Q=\"quoted\""]
+        );
     }
 
     #[test]
@@ -49,7 +60,10 @@ mod tests {
         let err = parse_env_file("A=1\nJUSTNAME\n").expect_err("no =");
         assert_eq!(err.to_string(), "line 2: expected NAME=VALUE");
         let err = parse_env_file("=x").expect_err("empty name");
-        assert_eq!(err.to_string(), "line 1: the name must be non-empty and contain no whitespace");
+        assert_eq!(
+            err.to_string(),
+            "line 1: the name must be non-empty and contain no whitespace"
+        );
         assert!(parse_env_file(" A=1").is_err());
     }
 }

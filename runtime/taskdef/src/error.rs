@@ -12,7 +12,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), message: message.into() }
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -27,7 +30,12 @@ pub enum Error {
     /// The JSON could not be read into the model: bad syntax, a wrong type, or a field ECS does not have.
     /// `path` is the JSON path inside the document (it starts with `taskDefinition.` for describe output).
     #[error("{path}: {message} (line {line}, column {column})")]
-    Parse { path: String, message: String, line: usize, column: usize },
+    Parse {
+        path: String,
+        message: String,
+        line: usize,
+        column: usize,
+    },
 
     /// The definition was read but breaks rules; every problem found is listed, one per line.
     #[error("{}", join_lines(.0))]
@@ -49,5 +57,9 @@ impl Error {
 }
 
 fn join_lines(problems: &[Problem]) -> String {
-    problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -20,7 +20,10 @@ pub(crate) const ULIMITS: [(&str, &str); 15] = [
 ];
 
 pub(crate) fn rlimit_resource(ecs_name: &str) -> Option<&'static str> {
-    ULIMITS.iter().find(|(name, _)| *name == ecs_name).map(|(_, resource)| *resource)
+    ULIMITS
+        .iter()
+        .find(|(name, _)| *name == ecs_name)
+        .map(|(_, resource)| *resource)
 }
 
 /// The capability names ECS accepts in linuxParameters.capabilities (without the CAP_ prefix), plus ALL.
@@ -69,10 +72,45 @@ pub(crate) const CAPABILITIES: [&str; 39] = [
 
 /// The tmpfs mount option names ECS accepts (options with a value, like mode=1777, are matched by name).
 pub(crate) const TMPFS_OPTIONS: [&str; 39] = [
-    "defaults", "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "sync", "async", "dirsync",
-    "remount", "mand", "nomand", "atime", "noatime", "diratime", "nodiratime", "bind", "rbind", "unbindable",
-    "runbindable", "private", "rprivate", "shared", "rshared", "slave", "rslave", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol",
+    "defaults",
+    "ro",
+    "rw",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "exec",
+    "noexec",
+    "sync",
+    "async",
+    "dirsync",
+    "remount",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "bind",
+    "rbind",
+    "unbindable",
+    "runbindable",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "mode",
+    "uid",
+    "gid",
+    "nr_inodes",
+    "nr_blocks",
+    "mpol",
 ];
 
 /// Sysctls that are namespaced (so a container may set them without affecting the host): the IPC ones

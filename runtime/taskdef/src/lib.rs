@@ -14,6 +14,24 @@
 //! * [`plan()`] turns a valid definition into what the runner needs: cgroup values, start/stop order,
 //!   defaults applied (see [`TaskPlan`]). [`merge_process`] combines a container with its image config.
 //!
+//! ```
+//! use berth_taskdef::{load, plan, Options};
+//!
+//! let json = r#"{"family": "hello", "cpu": "256", "memory": "0.5 GB",
+//!     "containerDefinitions": [{"name": "main", "image": "busybox", "command": ["echo", "hi"]}]}"#;
+//! let def = load(json, &Options::default())?;
+//! let plan = plan(&def, &Options::default())?;
+//! assert_eq!(plan.start_order, [["main"]]);
+//! assert_eq!(plan.cgroup.memory_limit_bytes, Some(512 << 20));
+//!
+//! let bad = r#"{"family": "hello", "cpu": "256", "memory": "512",
+//!     "containerDefinitions": [{"name": "main", "image": "busybox",
+//!         "dependsOn": [{"containerName": "db", "condition": "START"}]}]}"#;
+//! let err = load(bad, &Options::default()).unwrap_err();
+//! assert_eq!(err.to_string(), r#"containerDefinitions[0].dependsOn[0].containerName: no container named "db""#);
+//! # Ok::<(), berth_taskdef::Error>(())
+//! ```
+//!
 //! # Decisions
 //!
 //! **Fargate mode** ([`Options::fargate`], on by default, and forced by `requiresCompatibilities`

@@ -66,7 +66,12 @@ fn parse_error(path: String, err: &serde_json::Error) -> Error {
         }
         None => (path, message.to_owned()),
     };
-    Error::Parse { path, message, line: err.line(), column: err.column() }
+    Error::Parse {
+        path,
+        message,
+        line: err.line(),
+        column: err.column(),
+    }
 }
 
 /// Renders serde_path_to_error's path in the style the validator uses: `a.b[2].c`.
@@ -115,7 +120,12 @@ fn closest<'a>(field: &str, expected: &[&'a str]) -> Option<&'a str> {
     let field_lower = field.to_ascii_lowercase();
     expected
         .iter()
-        .map(|candidate| (edit_distance(&field_lower, &candidate.to_ascii_lowercase()), *candidate))
+        .map(|candidate| {
+            (
+                edit_distance(&field_lower, &candidate.to_ascii_lowercase()),
+                *candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 5))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -145,15 +155,22 @@ mod tests {
 
     fn parse_err(json: &str) -> (String, String, usize, usize) {
         match parse(json) {
-            Err(Error::Parse { path, message, line, column }) => (path, message, line, column),
+            Err(Error::Parse {
+                path,
+                message,
+                line,
+                column,
+            }) => (path, message, line, column),
             other => panic!("expected a parse error, got {other:?}"),
         }
     }
 
     #[test]
     fn bare_definition() {
-        let def = parse(r#"{"family": "web", "containerDefinitions": [{"name": "a", "image": "busybox"}]}"#)
-            .expect("parses");
+        let def = parse(
+            r#"{"family": "web", "containerDefinitions": [{"name": "a", "image": "busybox"}]}"#,
+        )
+        .expect("parses");
         assert_eq!(def.family.as_deref(), Some("web"));
         assert_eq!(def.container_definitions.map(|c| c.len()), Some(1));
     }
@@ -164,7 +181,12 @@ mod tests {
                        "tags": [{"key": "b", "value": "2"}]}"#;
         let def = parse(json).expect("parses");
         assert_eq!(def.family.as_deref(), Some("web"));
-        let keys: Vec<_> = def.tags.unwrap_or_default().into_iter().filter_map(|t| t.key).collect();
+        let keys: Vec<_> = def
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| t.key)
+            .collect();
         assert_eq!(keys, ["a", "b"]);
     }
 
@@ -174,7 +196,10 @@ mod tests {
             "{\"family\": \"web\",\n \"containerDefinitions\": [{\"name\": \"a\"}, {\"name\": \"b\", \"esential\": true}]}",
         );
         assert_eq!(path, "containerDefinitions[1].esential");
-        assert_eq!(message, "unknown field: not part of the ECS task definition schema (did you mean `essential`?)");
+        assert_eq!(
+            message,
+            "unknown field: not part of the ECS task definition schema (did you mean `essential`?)"
+        );
         assert_eq!(line, 2);
     }
 
@@ -182,12 +207,16 @@ mod tests {
     fn unknown_top_level_field() {
         let (path, message, _, _) = parse_err(r#"{"family": "web", "zzz": 1}"#);
         assert_eq!(path, "zzz");
-        assert_eq!(message, "unknown field: not part of the ECS task definition schema");
+        assert_eq!(
+            message,
+            "unknown field: not part of the ECS task definition schema"
+        );
     }
 
     #[test]
     fn unknown_field_inside_wrapper_has_wrapper_path() {
-        let (path, _, _, _) = parse_err(r#"{"taskDefinition": {"family": "web", "volumes": [{"nme": "x"}]}}"#);
+        let (path, _, _, _) =
+            parse_err(r#"{"taskDefinition": {"family": "web", "volumes": [{"nme": "x"}]}}"#);
         assert_eq!(path, "taskDefinition.volumes[0].nme");
         let (path, _, _, _) = parse_err(r#"{"taskDefinition": {"family": "web"}, "extra": 1}"#);
         assert_eq!(path, "extra");
@@ -195,9 +224,13 @@ mod tests {
 
     #[test]
     fn wrong_type_names_its_path() {
-        let (path, message, line, column) =
-            parse_err(r#"{"containerDefinitions": [{"name": "a", "portMappings": [{"containerPort": "80"}]}]}"#);
-        assert_eq!(path, "containerDefinitions[0].portMappings[0].containerPort");
+        let (path, message, line, column) = parse_err(
+            r#"{"containerDefinitions": [{"name": "a", "portMappings": [{"containerPort": "80"}]}]}"#,
+        );
+        assert_eq!(
+            path,
+            "containerDefinitions[0].portMappings[0].containerPort"
+        );
         assert_eq!(message, "invalid type: string \"80\", expected i64");
         assert_eq!((line, column), (1, 79));
     }
@@ -215,7 +248,10 @@ mod tests {
     #[test]
     fn error_display_is_path_then_message() {
         let err = parse(r#"{"family": 5}"#).expect_err("wrong type");
-        assert_eq!(err.to_string(), "family: invalid type: integer `5`, expected a string (line 1, column 12)");
+        assert_eq!(
+            err.to_string(),
+            "family: invalid type: integer `5`, expected a string (line 1, column 12)"
+        );
     }
 
     #[test]

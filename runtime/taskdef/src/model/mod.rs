@@ -19,14 +19,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use container::{
-    Capabilities, ContainerDefinition, ContainerDependency, Device, EnvironmentFile, FirelensConfiguration,
-    HealthCheck, HostEntry, KeyValuePair, LinuxParameters, LogConfiguration, MountPoint, PortMapping,
-    RepositoryCredentials, ResourceRequirement, RestartPolicy, Secret, SystemControl, Tmpfs, Ulimit, VolumeFrom,
+    Capabilities, ContainerDefinition, ContainerDependency, Device, EnvironmentFile,
+    FirelensConfiguration, HealthCheck, HostEntry, KeyValuePair, LinuxParameters, LogConfiguration,
+    MountPoint, PortMapping, RepositoryCredentials, ResourceRequirement, RestartPolicy, Secret,
+    SystemControl, Tmpfs, Ulimit, VolumeFrom,
 };
 pub use size::TaskSize;
 pub use volume::{
-    DockerVolumeConfiguration, EfsAuthorizationConfig, EfsVolumeConfiguration, FsxWindowsAuthorizationConfig,
-    FsxWindowsFileServerVolumeConfiguration, HostVolumeProperties, Volume,
+    DockerVolumeConfiguration, EfsAuthorizationConfig, EfsVolumeConfiguration,
+    FsxWindowsAuthorizationConfig, FsxWindowsFileServerVolumeConfiguration, HostVolumeProperties,
+    Volume,
 };
 
 /// An ECS task definition.

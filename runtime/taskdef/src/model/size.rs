@@ -29,10 +29,17 @@ impl TaskSize {
     pub fn memory_mib(&self) -> Result<u64, String> {
         let text = self.0.trim();
         match strip_suffix_ignore_case(text, "gb") {
-            Some(number) => scaled_whole(number.trim_end(), 1024)
-                .ok_or_else(|| format!("{:?} is not a whole number of MiB (1 GB = 1024 MiB)", self.0)),
+            Some(number) => scaled_whole(number.trim_end(), 1024).ok_or_else(|| {
+                format!(
+                    "{:?} is not a whole number of MiB (1 GB = 1024 MiB)",
+                    self.0
+                )
+            }),
             None => plain_whole(text).ok_or_else(|| {
-                format!("{:?} is not a memory value (expected MiB like \"512\" or GB like \"2 GB\")", self.0)
+                format!(
+                    "{:?} is not a memory value (expected MiB like \"512\" or GB like \"2 GB\")",
+                    self.0
+                )
             }),
         }
     }
@@ -70,10 +77,21 @@ fn scaled_whole(number: &str, scale: u64) -> Option<u64> {
     if !digits_ok(whole) || !digits_ok(fraction) || fraction.len() > 18 || whole.len() > 18 {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let fraction_value: u128 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction_value: u128 = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse().ok()?
+    };
     let denominator = 10u128.checked_pow(u32::try_from(fraction.len()).ok()?)?;
-    let numerator = (whole.checked_mul(denominator)?.checked_add(fraction_value)?).checked_mul(u128::from(scale))?;
+    let numerator = (whole
+        .checked_mul(denominator)?
+        .checked_add(fraction_value)?)
+    .checked_mul(u128::from(scale))?;
     if numerator % denominator != 0 {
         return None;
     }
@@ -170,7 +188,10 @@ mod tests {
     fn memory_rejects() {
         assert_eq!(
             mem("2 GiB"),
-            Err("\"2 GiB\" is not a memory value (expected MiB like \"512\" or GB like \"2 GB\")".to_owned())
+            Err(
+                "\"2 GiB\" is not a memory value (expected MiB like \"512\" or GB like \"2 GB\")"
+                    .to_owned()
+            )
         );
         assert!(mem("0.1 GB").is_err());
         assert!(mem("GB").is_err());

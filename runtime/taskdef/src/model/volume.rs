@@ -11,7 +11,8 @@ pub struct Volume {
     pub host: Option<HostVolumeProperties>,
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
     pub efs_volume_configuration: Option<EfsVolumeConfiguration>,
-    pub fsx_windows_file_server_volume_configuration: Option<FsxWindowsFileServerVolumeConfiguration>,
+    pub fsx_windows_file_server_volume_configuration:
+        Option<FsxWindowsFileServerVolumeConfiguration>,
     pub configured_at_launch: Option<bool>,
 }
 

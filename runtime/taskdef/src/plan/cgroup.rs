@@ -18,7 +18,7 @@ const MIB: u64 = 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum TaskCpu {
-    /// A hard cap from task cpu: v1 cpu.cfs_quota_us / cpu.cfs_period_us, v2 cpu.max "<quota> <period>".
+    /// A hard cap from task cpu: v1 cpu.cfs_quota_us / cpu.cfs_period_us, v2 cpu.max `"<quota> <period>"`.
     Quota { quota_us: u64, period_us: u64 },
     /// No task cpu: a relative weight from the containers' cpu (v1 cpu.shares, v2 cpu.weight).
     Shares { shares: u64, weight: u64 },
@@ -28,7 +28,9 @@ pub enum TaskCpu {
 /// the ECS agent does, but never below the kernel's minimum.
 pub fn cpu_quota_us(task_cpu_units: u64) -> u64 {
     let quota = u128::from(task_cpu_units) * u128::from(CPU_PERIOD_US) / 1024;
-    u64::try_from(quota).unwrap_or(u64::MAX).max(MIN_CPU_QUOTA_US)
+    u64::try_from(quota)
+        .unwrap_or(u64::MAX)
+        .max(MIN_CPU_QUOTA_US)
 }
 
 /// Container cpu units → cpu.shares, clamped to what the kernel accepts (the ECS agent passes 2 for a

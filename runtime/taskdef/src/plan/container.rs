@@ -8,7 +8,9 @@ use super::cgroup;
 use super::non_negative;
 use crate::kernel_names::rlimit_resource;
 use crate::model::{ContainerDefinition, HealthCheck};
-use crate::validate::{parse_log_size, HEALTH_INTERVAL, HEALTH_RETRIES, HEALTH_START_PERIOD, HEALTH_TIMEOUT};
+use crate::validate::{
+    parse_log_size, HEALTH_INTERVAL, HEALTH_RETRIES, HEALTH_START_PERIOD, HEALTH_TIMEOUT,
+};
 
 /// stopTimeout when not given (Fargate's default, and the ECS agent's ECS_CONTAINER_STOP_TIMEOUT default).
 pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 30;
@@ -221,7 +223,12 @@ pub(super) fn plan(index: usize, c: &ContainerDefinition) -> ContainerPlan {
         entry_point: c.entry_point.clone(),
         command: c.command.clone(),
         environment: environment(c),
-        environment_files: c.environment_files.iter().flatten().filter_map(|f| f.value.clone()).collect(),
+        environment_files: c
+            .environment_files
+            .iter()
+            .flatten()
+            .filter_map(|f| f.value.clone())
+            .collect(),
         working_directory: c.working_directory.clone(),
         user: c.user.clone(),
         depends_on: c
@@ -236,7 +243,9 @@ pub(super) fn plan(index: usize, c: &ContainerDefinition) -> ContainerPlan {
             })
             .collect(),
         start_timeout_secs: c.start_timeout.map(non_negative),
-        stop_timeout_secs: c.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_SECS, non_negative),
+        stop_timeout_secs: c
+            .stop_timeout
+            .map_or(DEFAULT_STOP_TIMEOUT_SECS, non_negative),
         health_check: c.health_check.as_ref().map(health_check),
         ulimits: ulimits(c),
         mounts: c
@@ -283,10 +292,16 @@ pub(super) fn plan(index: usize, c: &ContainerDefinition) -> ContainerPlan {
             .collect(),
         labels: c.docker_labels.clone().unwrap_or_default(),
         log: log(c),
-        restart_policy: c.restart_policy.as_ref().filter(|p| p.enabled == Some(true)).map(|p| RestartPlan {
-            ignored_exit_codes: p.ignored_exit_codes.clone().unwrap_or_default(),
-            attempt_period_secs: p.restart_attempt_period.map_or(DEFAULT_RESTART_ATTEMPT_PERIOD_SECS, non_negative),
-        }),
+        restart_policy: c
+            .restart_policy
+            .as_ref()
+            .filter(|p| p.enabled == Some(true))
+            .map(|p| RestartPlan {
+                ignored_exit_codes: p.ignored_exit_codes.clone().unwrap_or_default(),
+                attempt_period_secs: p
+                    .restart_attempt_period
+                    .map_or(DEFAULT_RESTART_ATTEMPT_PERIOD_SECS, non_negative),
+            }),
     }
 }
 
@@ -300,17 +315,24 @@ fn environment(c: &ContainerDefinition) -> Vec<String> {
             None => entries.push((name, value)),
         }
     }
-    entries.into_iter().map(|(name, value)| format!("{name}={value}")).collect()
+    entries
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect()
 }
 
 fn health_check(health: &HealthCheck) -> HealthCheckPlan {
     let command = health.command.clone().unwrap_or_default();
     let argv = match command.split_first() {
-        Some((kind, rest)) if kind == "CMD-SHELL" => vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.join(" ")],
+        Some((kind, rest)) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".to_owned(), "-c".to_owned(), rest.join(" ")]
+        }
         Some((_, rest)) => rest.to_vec(),
         None => Vec::new(),
     };
-    let or_default = |value: Option<i64>, (_, _, default): (i64, i64, i64)| non_negative(value.unwrap_or(default));
+    let or_default = |value: Option<i64>, (_, _, default): (i64, i64, i64)| {
+        non_negative(value.unwrap_or(default))
+    };
     HealthCheckPlan {
         argv,
         command,
@@ -368,7 +390,13 @@ fn linux_plan(linux: &crate::model::LinuxParameters) -> LinuxPlan {
     let caps = |list: Option<&Vec<String>>| -> Vec<String> {
         list.into_iter()
             .flatten()
-            .map(|cap| if cap == "ALL" { cap.clone() } else { format!("CAP_{cap}") })
+            .map(|cap| {
+                if cap == "ALL" {
+                    cap.clone()
+                } else {
+                    format!("CAP_{cap}")
+                }
+            })
             .collect()
     };
     let capabilities = linux.capabilities.as_ref();
@@ -386,14 +414,19 @@ fn linux_plan(linux: &crate::model::LinuxParameters) -> LinuxPlan {
                     _ => vec!["read".to_owned(), "write".to_owned(), "mknod".to_owned()],
                 };
                 Some(DevicePlan {
-                    container_path: d.container_path.clone().unwrap_or_else(|| host_path.clone()),
+                    container_path: d
+                        .container_path
+                        .clone()
+                        .unwrap_or_else(|| host_path.clone()),
                     host_path,
                     permissions,
                 })
             })
             .collect(),
         init_process: linux.init_process_enabled.unwrap_or(false),
-        shared_memory_bytes: linux.shared_memory_size.map(|mib| cgroup::mib_to_bytes(non_negative(mib))),
+        shared_memory_bytes: linux
+            .shared_memory_size
+            .map(|mib| cgroup::mib_to_bytes(non_negative(mib))),
         tmpfs: linux
             .tmpfs
             .iter()
@@ -410,7 +443,10 @@ fn linux_plan(linux: &crate::model::LinuxParameters) -> LinuxPlan {
 }
 
 fn log(c: &ContainerDefinition) -> LogPlan {
-    let options = c.log_configuration.as_ref().and_then(|l| l.options.as_ref());
+    let options = c
+        .log_configuration
+        .as_ref()
+        .and_then(|l| l.options.as_ref());
     let option = |key: &str| options.and_then(|o| o.get(key));
     LogPlan {
         driver: "json-file".to_owned(),

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 pub use cgroup::TaskCpu;
 pub use container::{
-    Condition, ContainerPlan, Dependency, DevicePlan, HealthCheckPlan, LinuxPlan, LogPlan, MountPlan, PortPlan,
-    RestartPlan, TmpfsPlan, UlimitPlan, VolumesFromPlan,
+    Condition, ContainerPlan, Dependency, DevicePlan, HealthCheckPlan, LinuxPlan, LogPlan,
+    MountPlan, PortPlan, RestartPlan, TmpfsPlan, UlimitPlan, VolumesFromPlan,
 };
 
 use crate::error::Error;
@@ -77,14 +77,33 @@ pub fn plan(def: &TaskDefinition, opts: &Options) -> Result<TaskPlan, Error> {
     let fargate = opts.fargate_for(def);
     let containers_def = def.container_definitions.as_deref().unwrap_or_default();
 
-    let task_cpu = def.cpu.as_ref().map(|cpu| cpu.cpu_units()).transpose().map_err(|m| invalid("cpu", m))?;
-    let task_memory =
-        def.memory.as_ref().map(|memory| memory.memory_mib()).transpose().map_err(|m| invalid("memory", m))?;
+    let task_cpu = def
+        .cpu
+        .as_ref()
+        .map(|cpu| cpu.cpu_units())
+        .transpose()
+        .map_err(|m| invalid("cpu", m))?;
+    let task_memory = def
+        .memory
+        .as_ref()
+        .map(|memory| memory.memory_mib())
+        .transpose()
+        .map_err(|m| invalid("memory", m))?;
     let cpu = match task_cpu {
-        Some(units) => TaskCpu::Quota { quota_us: cgroup::cpu_quota_us(units), period_us: cgroup::CPU_PERIOD_US },
+        Some(units) => TaskCpu::Quota {
+            quota_us: cgroup::cpu_quota_us(units),
+            period_us: cgroup::CPU_PERIOD_US,
+        },
         None => {
-            let shares = cgroup::task_cpu_shares(containers_def.iter().map(|c| non_negative(c.cpu.unwrap_or(0))));
-            TaskCpu::Shares { shares, weight: cgroup::shares_to_weight(shares) }
+            let shares = cgroup::task_cpu_shares(
+                containers_def
+                    .iter()
+                    .map(|c| non_negative(c.cpu.unwrap_or(0))),
+            );
+            TaskCpu::Shares {
+                shares,
+                weight: cgroup::shares_to_weight(shares),
+            }
         }
     };
 
@@ -95,19 +114,32 @@ pub fn plan(def: &TaskDefinition, opts: &Options) -> Result<TaskPlan, Error> {
         .collect();
 
     let ctx = validate::Context::new(def, opts);
-    let edges: Vec<(usize, usize)> =
-        validate::dependency_edges(&ctx).iter().map(|e| (e.dependent, e.dependency)).collect();
+    let edges: Vec<(usize, usize)> = validate::dependency_edges(&ctx)
+        .iter()
+        .map(|e| (e.dependent, e.dependency))
+        .collect();
     // validate() has ruled cycles out; keep an error rather than a panic should that ever change.
     let levels = order::levels(containers.len(), &edges)
         .map_err(|_| invalid("containerDefinitions", "dependency cycle"))?;
-    let name_of = |i: &usize| containers.get(*i).map(|c| c.name.clone()).unwrap_or_default();
-    let start_order: Vec<Vec<String>> = levels.iter().map(|level| level.iter().map(name_of).collect()).collect();
+    let name_of = |i: &usize| {
+        containers
+            .get(*i)
+            .map(|c| c.name.clone())
+            .unwrap_or_default()
+    };
+    let start_order: Vec<Vec<String>> = levels
+        .iter()
+        .map(|level| level.iter().map(name_of).collect())
+        .collect();
     let stop_order = start_order.iter().rev().cloned().collect();
 
     Ok(TaskPlan {
         family: def.family.clone().unwrap_or_default(),
         fargate,
-        network_mode: def.network_mode.clone().unwrap_or_else(|| DEFAULT_NETWORK_MODE.to_owned()),
+        network_mode: def
+            .network_mode
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NETWORK_MODE.to_owned()),
         pid_mode: def.pid_mode.clone(),
         ipc_mode: def.ipc_mode.clone(),
         ephemeral_storage_gib: def
@@ -126,7 +158,11 @@ pub fn plan(def: &TaskDefinition, opts: &Options) -> Result<TaskPlan, Error> {
             .flatten()
             .map(|volume| VolumePlan {
                 name: volume.name.clone().unwrap_or_default(),
-                source: match volume.host.as_ref().and_then(|host| host.source_path.clone()) {
+                source: match volume
+                    .host
+                    .as_ref()
+                    .and_then(|host| host.source_path.clone())
+                {
                     Some(path) => VolumeSource::Host { path },
                     None => VolumeSource::Task,
                 },

@@ -22,7 +22,7 @@ pub struct ImageConfig {
 /// What to exec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Process {
-    /// argv; args[0] is the program.
+    /// argv; `args[0]` is the program.
     pub args: Vec<String>,
     /// `NAME=VALUE` entries.
     pub env: Vec<String>,
@@ -46,20 +46,34 @@ pub struct Process {
 ///
 /// `file_env` holds the entries of the container's environment files (see [`crate::parse_env_file`]),
 /// in file order. An empty argv (neither image nor definition names a program) is an error.
-pub fn merge_process(image: &ImageConfig, container: &ContainerPlan, file_env: &[String]) -> Result<Process, Error> {
+pub fn merge_process(
+    image: &ImageConfig,
+    container: &ContainerPlan,
+    file_env: &[String],
+) -> Result<Process, Error> {
     let entry_point = container.entry_point.as_ref();
-    let command = container.command.as_ref().filter(|command| !command.is_empty());
+    let command = container
+        .command
+        .as_ref()
+        .filter(|command| !command.is_empty());
     let args: Vec<String> = match entry_point {
-        Some(entry_point) if !entry_point.is_empty() => {
-            entry_point.iter().chain(command.into_iter().flatten()).cloned().collect()
-        }
+        Some(entry_point) if !entry_point.is_empty() => entry_point
+            .iter()
+            .chain(command.into_iter().flatten())
+            .cloned()
+            .collect(),
         _ => {
             let entry = match entry_point {
                 Some(_) => None, // explicitly emptied
                 None => image.entrypoint.as_ref(),
             };
             let cmd = command.or(image.cmd.as_ref());
-            entry.into_iter().flatten().chain(cmd.into_iter().flatten()).cloned().collect()
+            entry
+                .into_iter()
+                .flatten()
+                .chain(cmd.into_iter().flatten())
+                .cloned()
+                .collect()
         }
     };
     if args.is_empty() {
@@ -74,7 +88,10 @@ pub fn merge_process(image: &ImageConfig, container: &ContainerPlan, file_env: &
         upsert(&mut env, entry);
     }
     for entry in &image.env {
-        if !env.iter().any(|existing| name_of(existing) == name_of(entry)) {
+        if !env
+            .iter()
+            .any(|existing| name_of(existing) == name_of(entry))
+        {
             env.push(entry.clone());
         }
     }
@@ -99,7 +116,10 @@ fn name_of(entry: &str) -> &str {
 
 /// Sets an entry, replacing one with the same name in place.
 fn upsert(env: &mut Vec<String>, entry: &str) {
-    match env.iter_mut().find(|existing| name_of(existing) == name_of(entry)) {
+    match env
+        .iter_mut()
+        .find(|existing| name_of(existing) == name_of(entry))
+    {
         Some(existing) => entry.clone_into(existing),
         None => env.push(entry.to_owned()),
     }

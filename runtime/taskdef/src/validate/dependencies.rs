@@ -43,12 +43,18 @@ fn check_references(
                 None
             }
             Some(name) if container.name.as_deref() == Some(name) => {
-                out.push(format!("{at}.containerName"), "a container cannot depend on itself");
+                out.push(
+                    format!("{at}.containerName"),
+                    "a container cannot depend on itself",
+                );
                 None
             }
             Some(name) => match ctx.containers.get(name) {
                 None => {
-                    out.push(format!("{at}.containerName"), format!("no container named {name:?}"));
+                    out.push(
+                        format!("{at}.containerName"),
+                        format!("no container named {name:?}"),
+                    );
                     None
                 }
                 Some(&target) => containers.get(target).map(|c| (name, c)),
@@ -62,7 +68,9 @@ fn check_references(
             out.one_of(format!("{at}.condition"), condition, &CONDITIONS);
             continue;
         }
-        let Some((name, target)) = target else { continue };
+        let Some((name, target)) = target else {
+            continue;
+        };
         match condition {
             // An essential container exiting stops the whole task, so waiting for it to exit is
             // waiting for the task to stop.
@@ -84,7 +92,9 @@ fn check_references(
             Some(name) if container.name.as_deref() == Some(name) => {
                 out.push(at, "a container cannot take volumes from itself")
             }
-            Some(name) if !ctx.containers.contains_key(name) => out.push(at, format!("no container named {name:?}")),
+            Some(name) if !ctx.containers.contains_key(name) => {
+                out.push(at, format!("no container named {name:?}"))
+            }
             Some(_) => {}
         }
     }
@@ -95,16 +105,36 @@ pub(crate) fn edges(ctx: &Context) -> Vec<Edge> {
     let mut edges = Vec::new();
     for (dependent, container) in ctx.def.container_definitions.iter().flatten().enumerate() {
         let path = format!("containerDefinitions[{dependent}]");
-        let depends_on = container.depends_on.iter().flatten().enumerate().map(|(j, d)| {
-            (d.container_name.as_deref(), format!("{path}.dependsOn[{j}]"))
-        });
-        let volumes_from = container.volumes_from.iter().flatten().enumerate().map(|(j, v)| {
-            (v.source_container.as_deref(), format!("{path}.volumesFrom[{j}]"))
-        });
+        let depends_on = container
+            .depends_on
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, d)| {
+                (
+                    d.container_name.as_deref(),
+                    format!("{path}.dependsOn[{j}]"),
+                )
+            });
+        let volumes_from = container
+            .volumes_from
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, v)| {
+                (
+                    v.source_container.as_deref(),
+                    format!("{path}.volumesFrom[{j}]"),
+                )
+            });
         for (name, path) in depends_on.chain(volumes_from) {
             if let Some(&dependency) = name.and_then(|name| ctx.containers.get(name)) {
                 if dependency != dependent {
-                    edges.push(Edge { dependent, dependency, path });
+                    edges.push(Edge {
+                        dependent,
+                        dependency,
+                        path,
+                    });
                 }
             }
         }
@@ -112,16 +142,29 @@ pub(crate) fn edges(ctx: &Context) -> Vec<Edge> {
     edges
 }
 
-fn report_cycle(cycle: &[usize], edges: &[Edge], containers: &[ContainerDefinition], out: &mut Problems) {
+fn report_cycle(
+    cycle: &[usize],
+    edges: &[Edge],
+    containers: &[ContainerDefinition],
+    out: &mut Problems,
+) {
     let (Some(&first), Some(&second)) = (cycle.first(), cycle.get(1).or(cycle.first())) else {
         return;
     };
-    let name = |i: usize| containers.get(i).and_then(|c| c.name.as_deref()).unwrap_or("?");
+    let name = |i: usize| {
+        containers
+            .get(i)
+            .and_then(|c| c.name.as_deref())
+            .unwrap_or("?")
+    };
     let mut names: Vec<&str> = cycle.iter().map(|&i| name(i)).collect();
     names.push(name(first));
     let path = edges
         .iter()
         .find(|e| e.dependent == first && e.dependency == second)
-        .map_or_else(|| format!("containerDefinitions[{first}]"), |e| e.path.clone());
+        .map_or_else(
+            || format!("containerDefinitions[{first}]"),
+            |e| e.path.clone(),
+        );
     out.push(path, format!("dependency cycle: {}", names.join(" -> ")));
 }

@@ -13,12 +13,36 @@ fn memory_choices(cpu: u64) -> Option<MemoryChoices> {
     use MemoryChoices::{List, Steps};
     Some(match cpu {
         256 => List(&[512, 1024, 2048]),
-        512 => Steps { min: 1024, max: 4096, step: 1024 },
-        1024 => Steps { min: 2048, max: 8192, step: 1024 },
-        2048 => Steps { min: 4096, max: 16384, step: 1024 },
-        4096 => Steps { min: 8192, max: 30720, step: 1024 },
-        8192 => Steps { min: 16384, max: 61440, step: 4096 },
-        16384 => Steps { min: 32768, max: 122880, step: 8192 },
+        512 => Steps {
+            min: 1024,
+            max: 4096,
+            step: 1024,
+        },
+        1024 => Steps {
+            min: 2048,
+            max: 8192,
+            step: 1024,
+        },
+        2048 => Steps {
+            min: 4096,
+            max: 16384,
+            step: 1024,
+        },
+        4096 => Steps {
+            min: 8192,
+            max: 30720,
+            step: 1024,
+        },
+        8192 => Steps {
+            min: 16384,
+            max: 61440,
+            step: 4096,
+        },
+        16384 => Steps {
+            min: 32768,
+            max: 122880,
+            step: 8192,
+        },
         _ => return None,
     })
 }
@@ -28,12 +52,19 @@ fn memory_choices(cpu: u64) -> Option<MemoryChoices> {
 pub(crate) fn check_task_size(cpu: u64, memory: u64) -> Result<(), (&'static str, String)> {
     let Some(choices) = memory_choices(cpu) else {
         let valid = FARGATE_CPU_VALUES.map(|v| v.to_string()).join(", ");
-        return Err(("cpu", format!("{cpu} is not a Fargate cpu value (valid: {valid})")));
+        return Err((
+            "cpu",
+            format!("{cpu} is not a Fargate cpu value (valid: {valid})"),
+        ));
     };
     let (ok, valid) = match choices {
-        MemoryChoices::List(list) => {
-            (list.contains(&memory), list.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))
-        }
+        MemoryChoices::List(list) => (
+            list.contains(&memory),
+            list.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         MemoryChoices::Steps { min, max, step } => (
             (min..=max).contains(&memory) && (memory - min) % step == 0,
             format!("{min}-{max} in steps of {step}"),
@@ -42,7 +73,10 @@ pub(crate) fn check_task_size(cpu: u64, memory: u64) -> Result<(), (&'static str
     if ok {
         Ok(())
     } else {
-        Err(("memory", format!("{memory} MiB is not valid with cpu {cpu} on Fargate (valid: {valid})")))
+        Err((
+            "memory",
+            format!("{memory} MiB is not valid with cpu {cpu} on Fargate (valid: {valid})"),
+        ))
     }
 }
 
@@ -72,7 +106,11 @@ mod tests {
             (16384, 122880),
         ];
         for (cpu, memory) in ok {
-            assert_eq!(check_task_size(cpu, memory), Ok(()), "cpu {cpu} memory {memory}");
+            assert_eq!(
+                check_task_size(cpu, memory),
+                Ok(()),
+                "cpu {cpu} memory {memory}"
+            );
         }
         let bad = [
             (256, 256),
@@ -91,7 +129,10 @@ mod tests {
             (16384, 131072),
         ];
         for (cpu, memory) in bad {
-            assert!(matches!(check_task_size(cpu, memory), Err(("memory", _))), "cpu {cpu} memory {memory}");
+            assert!(
+                matches!(check_task_size(cpu, memory), Err(("memory", _))),
+                "cpu {cpu} memory {memory}"
+            );
         }
     }
 
@@ -99,7 +140,10 @@ mod tests {
     fn messages() {
         assert_eq!(
             check_task_size(256, 4096),
-            Err(("memory", "4096 MiB is not valid with cpu 256 on Fargate (valid: 512, 1024, 2048)".to_owned()))
+            Err((
+                "memory",
+                "4096 MiB is not valid with cpu 256 on Fargate (valid: 512, 1024, 2048)".to_owned()
+            ))
         );
         assert_eq!(
             check_task_size(8192, 20000),
@@ -107,7 +151,11 @@ mod tests {
         );
         assert_eq!(
             check_task_size(128, 512),
-            Err(("cpu", "128 is not a Fargate cpu value (valid: 256, 512, 1024, 2048, 4096, 8192, 16384)".to_owned()))
+            Err((
+                "cpu",
+                "128 is not a Fargate cpu value (valid: 256, 512, 1024, 2048, 4096, 8192, 16384)"
+                    .to_owned()
+            ))
         );
     }
 }

@@ -6,7 +6,10 @@
 mod container;
 mod dependencies;
 mod fargate;
+mod health;
 mod linux;
+mod logging;
+mod network;
 mod ports;
 mod task;
 
@@ -15,8 +18,9 @@ use std::collections::HashMap;
 use crate::error::{Error, Problem};
 use crate::model::TaskDefinition;
 
-pub(crate) use container::{parse_log_size, HEALTH_INTERVAL, HEALTH_RETRIES, HEALTH_START_PERIOD, HEALTH_TIMEOUT};
 pub(crate) use dependencies::edges as dependency_edges;
+pub(crate) use health::{HEALTH_INTERVAL, HEALTH_RETRIES, HEALTH_START_PERIOD, HEALTH_TIMEOUT};
+pub(crate) use logging::parse_log_size;
 
 /// Default pids.max of a task cgroup; see [`Options::pids_limit`].
 pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
@@ -34,19 +38,30 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { fargate: true, pids_limit: DEFAULT_PIDS_LIMIT }
+        Options {
+            fargate: true,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+        }
     }
 }
 
 impl Options {
     /// Options with Fargate mode off (EC2-like rules where berth supports them).
     pub fn non_fargate() -> Self {
-        Options { fargate: false, ..Options::default() }
+        Options {
+            fargate: false,
+            ..Options::default()
+        }
     }
 
     /// Whether Fargate rules apply to this definition.
     pub fn fargate_for(&self, def: &TaskDefinition) -> bool {
-        self.fargate || def.requires_compatibilities.iter().flatten().any(|c| c == "FARGATE")
+        self.fargate
+            || def
+                .requires_compatibilities
+                .iter()
+                .flatten()
+                .any(|c| c == "FARGATE")
     }
 }
 
@@ -104,7 +119,10 @@ impl<'a> Context<'a> {
             fargate: opts.fargate_for(def),
             network_mode: def.network_mode.as_deref().unwrap_or(DEFAULT_NETWORK_MODE),
             task_cpu: def.cpu.as_ref().and_then(|cpu| cpu.cpu_units().ok()),
-            task_memory: def.memory.as_ref().and_then(|memory| memory.memory_mib().ok()),
+            task_memory: def
+                .memory
+                .as_ref()
+                .and_then(|memory| memory.memory_mib().ok()),
             containers,
             volumes,
         }
@@ -140,7 +158,10 @@ impl Problems {
     /// Reports `value` at `path` unless it lies in `min..=max`.
     pub fn range(&mut self, path: impl Into<String>, value: i64, min: i64, max: i64) {
         if value < min || value > max {
-            self.push(path, format!("must be between {min} and {max} (got {value})"));
+            self.push(
+                path,
+                format!("must be between {min} and {max} (got {value})"),
+            );
         }
     }
 
@@ -153,14 +174,20 @@ impl Problems {
     /// Reports a value outside `allowed`.
     pub fn one_of(&mut self, path: impl Into<String>, value: &str, allowed: &[&str]) {
         if !allowed.contains(&value) {
-            self.push(path, format!("must be one of {} (got {value:?})", allowed.join(", ")));
+            self.push(
+                path,
+                format!("must be one of {} (got {value:?})", allowed.join(", ")),
+            );
         }
     }
 }
 
 /// Family, container and volume names: ECS allows 1-255 ASCII letters, digits, hyphens and underscores.
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub(crate) const NAME_RULE: &str = "must be 1-255 letters, digits, hyphens or underscores";

@@ -16,10 +16,19 @@ pub(super) struct TaskPorts {
 }
 
 impl TaskPorts {
-    pub(super) fn check(&mut self, ctx: &Context, path: &str, c: &ContainerDefinition, out: &mut Problems) {
+    pub(super) fn check(
+        &mut self,
+        ctx: &Context,
+        path: &str,
+        c: &ContainerDefinition,
+        out: &mut Problems,
+    ) {
         let mappings = c.port_mappings.as_deref().unwrap_or_default();
         if !mappings.is_empty() && ctx.network_mode == "none" {
-            out.push(format!("{path}.portMappings"), "not valid with networkMode none");
+            out.push(
+                format!("{path}.portMappings"),
+                "not valid with networkMode none",
+            );
             return;
         }
         for (i, mapping) in mappings.iter().enumerate() {
@@ -32,26 +41,43 @@ impl TaskPorts {
         out.one_of(format!("{at}.protocol"), protocol, &["tcp", "udp"]);
         match (m.container_port, m.container_port_range.as_deref()) {
             (Some(_), Some(_)) => {
-                out.push(at.to_owned(), "give containerPort or containerPortRange, not both");
+                out.push(
+                    at.to_owned(),
+                    "give containerPort or containerPortRange, not both",
+                );
             }
             (None, None) => out.push(format!("{at}.containerPort"), "required"),
             (None, Some(range)) => {
                 match parse_port_range(range) {
-                    Some((start, end)) => self.take(start, end, protocol, &format!("{at}.containerPortRange"), out),
+                    Some((start, end)) => self.take(
+                        start,
+                        end,
+                        protocol,
+                        &format!("{at}.containerPortRange"),
+                        out,
+                    ),
                     None => out.push(
                         format!("{at}.containerPortRange"),
-                        format!("must be \"start-end\" with 1 <= start < end <= 65535 (got {range:?})"),
+                        format!(
+                            "must be \"start-end\" with 1 <= start < end <= 65535 (got {range:?})"
+                        ),
                     ),
                 }
                 if m.host_port.is_some() {
-                    out.push(format!("{at}.hostPort"), "not valid with containerPortRange");
+                    out.push(
+                        format!("{at}.hostPort"),
+                        "not valid with containerPortRange",
+                    );
                 }
             }
             (Some(port), None) => {
                 if (1..=65535).contains(&port) {
                     self.take(port, port, protocol, &format!("{at}.containerPort"), out);
                 } else {
-                    out.push(format!("{at}.containerPort"), format!("must be between 1 and 65535 (got {port})"));
+                    out.push(
+                        format!("{at}.containerPort"),
+                        format!("must be between 1 and 65535 (got {port})"),
+                    );
                 }
                 if let Some(host) = m.host_port {
                     // In awsvpc mode the container's port is the task's port: there is no translation.
@@ -68,14 +94,19 @@ impl TaskPorts {
             // ECS: up to 64 lowercase letters, digits, underscores and hyphens, not starting with a hyphen.
             let valid = (1..=64).contains(&name.len())
                 && !name.starts_with('-')
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
             if !valid {
                 out.push(
                     format!("{at}.name"),
                     format!("must be 1-64 lowercase letters, digits, underscores or hyphens (got {name:?})"),
                 );
             } else if let Some(first) = self.names.get(name) {
-                out.push(format!("{at}.name"), format!("duplicate port mapping name {name:?} (also {first})"));
+                out.push(
+                    format!("{at}.name"),
+                    format!("duplicate port mapping name {name:?} (also {first})"),
+                );
             } else {
                 self.names.insert(name.to_owned(), at.to_owned());
             }
@@ -92,9 +123,13 @@ impl TaskPorts {
         });
         if let Some((first, last, _, by)) = clash {
             let port = start.max(*first).min(*last);
-            out.push(at.to_owned(), format!("port {port}/{protocol} is already mapped by {by}"));
+            out.push(
+                at.to_owned(),
+                format!("port {port}/{protocol} is already mapped by {by}"),
+            );
         } else {
-            self.taken.push((start, end, protocol.to_owned(), at.to_owned()));
+            self.taken
+                .push((start, end, protocol.to_owned(), at.to_owned()));
         }
     }
 }

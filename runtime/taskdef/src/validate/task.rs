@@ -19,10 +19,16 @@ pub(super) fn check(ctx: &Context, out: &mut Problems) {
     let def = ctx.def;
     match def.family.as_deref() {
         None => out.push("family", "required"),
-        Some(family) if !is_valid_name(family) => out.push("family", format!("{NAME_RULE} (got {family:?})")),
+        Some(family) if !is_valid_name(family) => {
+            out.push("family", format!("{NAME_RULE} (got {family:?})"))
+        }
         Some(_) => {}
     }
-    if def.task_role_arn.as_deref().is_some_and(|arn| !arn.is_empty()) {
+    if def
+        .task_role_arn
+        .as_deref()
+        .is_some_and(|arn| !arn.is_empty())
+    {
         out.unsupported(
             "taskRoleArn",
             "berth has no IAM credentials endpoint, so the containers would not get the role's credentials",
@@ -42,14 +48,23 @@ pub(super) fn check(ctx: &Context, out: &mut Problems) {
         if ctx.fargate {
             out.push("placementConstraints", ctx.fargate_invalid(false));
         } else {
-            out.unsupported("placementConstraints", "berth runs a task on the host it is given and places nothing");
+            out.unsupported(
+                "placementConstraints",
+                "berth runs a task on the host it is given and places nothing",
+            );
         }
     }
     if def.proxy_configuration.is_some() {
-        out.unsupported("proxyConfiguration", "berth has no App Mesh proxy integration");
+        out.unsupported(
+            "proxyConfiguration",
+            "berth has no App Mesh proxy integration",
+        );
     }
     if non_empty(&def.inference_accelerators) {
-        out.unsupported("inferenceAccelerators", "berth has no Elastic Inference accelerators");
+        out.unsupported(
+            "inferenceAccelerators",
+            "berth has no Elastic Inference accelerators",
+        );
     }
     if let Some(storage) = &def.ephemeral_storage {
         match storage.size_in_gib {
@@ -59,14 +74,20 @@ pub(super) fn check(ctx: &Context, out: &mut Problems) {
     }
     check_runtime_platform(ctx, out);
     if def.enable_fault_injection == Some(true) {
-        out.unsupported("enableFaultInjection", "berth has no fault injection endpoints");
+        out.unsupported(
+            "enableFaultInjection",
+            "berth has no fault injection endpoints",
+        );
     }
     check_tags(def.tags.as_deref().unwrap_or_default(), out);
     match def.container_definitions.as_deref() {
         None | Some([]) => out.push("containerDefinitions", "at least one container is required"),
         Some(containers) if containers.len() > MAX_CONTAINERS => out.push(
             "containerDefinitions",
-            format!("at most {MAX_CONTAINERS} containers are allowed (got {})", containers.len()),
+            format!(
+                "at most {MAX_CONTAINERS} containers are allowed (got {})",
+                containers.len()
+            ),
         ),
         Some(_) => {}
     }
@@ -119,12 +140,18 @@ fn check_size(ctx: &Context, out: &mut Problems) {
     }
     if let Some(Ok(cpu)) = cpu {
         if !(MIN_TASK_CPU..=MAX_TASK_CPU).contains(&cpu) {
-            out.push("cpu", format!("must be between {MIN_TASK_CPU} and {MAX_TASK_CPU} units (got {cpu})"));
+            out.push(
+                "cpu",
+                format!("must be between {MIN_TASK_CPU} and {MAX_TASK_CPU} units (got {cpu})"),
+            );
         }
     }
     if let Some(Ok(memory)) = memory {
         if memory < MIN_MEMORY_MIB.unsigned_abs() {
-            out.push("memory", format!("must be at least {MIN_MEMORY_MIB} MiB (got {memory})"));
+            out.push(
+                "memory",
+                format!("must be at least {MIN_MEMORY_MIB} MiB (got {memory})"),
+            );
         }
     }
 }
@@ -133,15 +160,23 @@ fn check_modes(ctx: &Context, out: &mut Problems) {
     let def = ctx.def;
     match def.pid_mode.as_deref() {
         None | Some("task") => {}
-        Some("host") if ctx.fargate => out.push("pidMode", "must be task on Fargate (got \"host\")"),
-        Some("host") => out.unsupported("pidMode", "host would put the sandbox in the host's PID namespace"),
+        Some("host") if ctx.fargate => {
+            out.push("pidMode", "must be task on Fargate (got \"host\")")
+        }
+        Some("host") => out.unsupported(
+            "pidMode",
+            "host would put the sandbox in the host's PID namespace",
+        ),
         Some(other) => out.one_of("pidMode", other, &["host", "task"]),
     }
     match def.ipc_mode.as_deref() {
         None => {}
         Some(_) if ctx.fargate => out.push("ipcMode", ctx.fargate_invalid(true)),
         Some("task" | "none") => {}
-        Some("host") => out.unsupported("ipcMode", "host would put the sandbox in the host's IPC namespace"),
+        Some("host") => out.unsupported(
+            "ipcMode",
+            "host would put the sandbox in the host's IPC namespace",
+        ),
         Some(other) => out.one_of("ipcMode", other, &["host", "task", "none"]),
     }
 }
@@ -152,20 +187,30 @@ fn check_runtime_platform(ctx: &Context, out: &mut Problems) {
     };
     if let Some(os) = platform.operating_system_family.as_deref() {
         if os.starts_with("WINDOWS_SERVER_") {
-            out.unsupported("runtimePlatform.operatingSystemFamily", "berth runs Linux containers only");
+            out.unsupported(
+                "runtimePlatform.operatingSystemFamily",
+                "berth runs Linux containers only",
+            );
         } else {
             out.one_of("runtimePlatform.operatingSystemFamily", os, &["LINUX"]);
         }
     }
     if let Some(arch) = platform.cpu_architecture.as_deref() {
-        out.one_of("runtimePlatform.cpuArchitecture", arch, &["X86_64", "ARM64"]);
+        out.one_of(
+            "runtimePlatform.cpuArchitecture",
+            arch,
+            &["X86_64", "ARM64"],
+        );
     }
 }
 
 fn check_tags(tags: &[Tag], out: &mut Problems) {
     // ECS: at most 50 tags, keys 1-128 characters, values up to 256.
     if tags.len() > 50 {
-        out.push("tags", format!("at most 50 tags are allowed (got {})", tags.len()));
+        out.push(
+            "tags",
+            format!("at most 50 tags are allowed (got {})", tags.len()),
+        );
     }
     let mut seen = HashMap::new();
     for (i, tag) in tags.iter().enumerate() {
@@ -176,11 +221,18 @@ fn check_tags(tags: &[Tag], out: &mut Problems) {
             }
             Some(key) => {
                 if let Some(first) = seen.insert(key, i) {
-                    out.push(format!("tags[{i}].key"), format!("duplicate tag key {key:?} (also tags[{first}])"));
+                    out.push(
+                        format!("tags[{i}].key"),
+                        format!("duplicate tag key {key:?} (also tags[{first}])"),
+                    );
                 }
             }
         }
-        if tag.value.as_deref().is_some_and(|value| value.chars().count() > 256) {
+        if tag
+            .value
+            .as_deref()
+            .is_some_and(|value| value.chars().count() > 256)
+        {
             out.push(format!("tags[{i}].value"), "must be at most 256 characters");
         }
     }
@@ -192,10 +244,16 @@ fn check_volumes(ctx: &Context, volumes: &[Volume], out: &mut Problems) {
         let path = format!("volumes[{i}]");
         match volume.name.as_deref() {
             None => out.push(format!("{path}.name"), "required"),
-            Some(name) if !is_valid_name(name) => out.push(format!("{path}.name"), format!("{NAME_RULE} (got {name:?})")),
+            Some(name) if !is_valid_name(name) => out.push(
+                format!("{path}.name"),
+                format!("{NAME_RULE} (got {name:?})"),
+            ),
             Some(name) => {
                 if let Some(first) = seen.insert(name, i) {
-                    out.push(format!("{path}.name"), format!("duplicate volume name {name:?} (also volumes[{first}])"));
+                    out.push(
+                        format!("{path}.name"),
+                        format!("duplicate volume name {name:?} (also volumes[{first}])"),
+                    );
                 }
             }
         }
@@ -203,7 +261,9 @@ fn check_volumes(ctx: &Context, volumes: &[Volume], out: &mut Problems) {
             volume.host.is_some(),
             volume.docker_volume_configuration.is_some(),
             volume.efs_volume_configuration.is_some(),
-            volume.fsx_windows_file_server_volume_configuration.is_some(),
+            volume
+                .fsx_windows_file_server_volume_configuration
+                .is_some(),
         ];
         if kinds.iter().filter(|&&given| given).count() > 1 {
             out.push(
@@ -212,12 +272,19 @@ fn check_volumes(ctx: &Context, volumes: &[Volume], out: &mut Problems) {
                  fsxWindowsFileServerVolumeConfiguration",
             );
         }
-        if let Some(source) = volume.host.as_ref().and_then(|host| host.source_path.as_deref()) {
+        if let Some(source) = volume
+            .host
+            .as_ref()
+            .and_then(|host| host.source_path.as_deref())
+        {
             let source_path = format!("{path}.host.sourcePath");
             if ctx.fargate {
                 out.push(source_path, ctx.fargate_invalid(true));
             } else if !is_absolute_path(source) {
-                out.push(source_path, format!("must be an absolute path (got {source:?})"));
+                out.push(
+                    source_path,
+                    format!("must be an absolute path (got {source:?})"),
+                );
             }
         }
         if let Some(docker) = &volume.docker_volume_configuration {
@@ -229,9 +296,15 @@ fn check_volumes(ctx: &Context, volumes: &[Volume], out: &mut Problems) {
             }
         }
         if volume.efs_volume_configuration.is_some() {
-            out.unsupported(format!("{path}.efsVolumeConfiguration"), "berth has no Amazon EFS client");
+            out.unsupported(
+                format!("{path}.efsVolumeConfiguration"),
+                "berth has no Amazon EFS client",
+            );
         }
-        if volume.fsx_windows_file_server_volume_configuration.is_some() {
+        if volume
+            .fsx_windows_file_server_volume_configuration
+            .is_some()
+        {
             out.unsupported(
                 format!("{path}.fsxWindowsFileServerVolumeConfiguration"),
                 "FSx for Windows File Server serves Windows containers only",
@@ -249,27 +322,52 @@ fn check_volumes(ctx: &Context, volumes: &[Volume], out: &mut Problems) {
 /// A task-scoped volume of the local driver without options is exactly berth's task volume (an empty
 /// directory that lives as long as the task), so it is accepted; anything else needs a Docker volume
 /// plugin or outlives the task.
-fn check_docker_volume(path: &str, docker: &crate::model::DockerVolumeConfiguration, out: &mut Problems) {
+fn check_docker_volume(
+    path: &str,
+    docker: &crate::model::DockerVolumeConfiguration,
+    out: &mut Problems,
+) {
     match docker.scope.as_deref() {
         None | Some("task") => {
             if docker.autoprovision == Some(true) {
-                out.push(format!("{path}.autoprovision"), "only valid when scope is shared");
+                out.push(
+                    format!("{path}.autoprovision"),
+                    "only valid when scope is shared",
+                );
             }
         }
-        Some("shared") => {
-            out.unsupported(format!("{path}.scope"), "berth volumes live and die with their task (use scope task)")
-        }
+        Some("shared") => out.unsupported(
+            format!("{path}.scope"),
+            "berth volumes live and die with their task (use scope task)",
+        ),
         Some(other) => out.one_of(format!("{path}.scope"), other, &["task", "shared"]),
     }
     if let Some(driver) = docker.driver.as_deref() {
         if driver != "local" {
-            out.unsupported(format!("{path}.driver"), "berth has no Docker volume plugins (use driver local)");
+            out.unsupported(
+                format!("{path}.driver"),
+                "berth has no Docker volume plugins (use driver local)",
+            );
         }
     }
-    if docker.driver_opts.as_ref().is_some_and(|opts| !opts.is_empty()) {
-        out.unsupported(format!("{path}.driverOpts"), "berth's task volumes are plain directories and take no options");
+    if docker
+        .driver_opts
+        .as_ref()
+        .is_some_and(|opts| !opts.is_empty())
+    {
+        out.unsupported(
+            format!("{path}.driverOpts"),
+            "berth's task volumes are plain directories and take no options",
+        );
     }
-    if docker.labels.as_ref().is_some_and(|labels| !labels.is_empty()) {
-        out.unsupported(format!("{path}.labels"), "berth's task volumes are plain directories and carry no labels");
+    if docker
+        .labels
+        .as_ref()
+        .is_some_and(|labels| !labels.is_empty())
+    {
+        out.unsupported(
+            format!("{path}.labels"),
+            "berth's task volumes are plain directories and carry no labels",
+        );
     }
 }
