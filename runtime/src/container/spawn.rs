@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use super::Error;
 use crate::init::INIT_ENV;
 use crate::linux::sys::{self, Cloned};
-use crate::sync::{Channel, FromChild};
+use crate::sync::Channel;
 
 pub struct Spawned {
     pub pid: Pid,
@@ -43,7 +43,11 @@ pub fn spawn(
     // Everything the child needs is computed before clone: after it, the child only does
     // async-signal-safe work until it execs.
     let env = [CString::new(format!("{INIT_ENV}={child_fd}")).unwrap_or_default()];
-    let argv0 = c"berth-init";
+    let sealed = crate::linux::exe::SealedExec::new(&[c"berth-init"], &env);
+    // The failure report is framed now: the child must not allocate.
+    let body = br#"{"Error":"re-executing berth from a sealed copy failed"}"#;
+    let mut failure = (body.len() as u32).to_le_bytes().to_vec();
+    failure.extend_from_slice(body);
     match sys::clone_process(flags.bits(), cgroup) {
         Err(e) => Err(Error::io("clone", e)),
         Ok(Cloned::Parent(pid)) => {
@@ -61,16 +65,14 @@ pub fn spawn(
             for fd in inherit {
                 ok &= keep(*fd).is_ok();
             }
-            let err = if ok {
-                crate::linux::exe::exec_sealed_self(&[argv0], &env)
-            } else {
-                std::io::Error::other("cannot pass fds to the container process")
-            };
-            // SAFETY: child_fd is our end of the channel; wrapped once, right before exit.
-            let mut ch = unsafe { Channel::from_raw_fd(child_fd) };
-            let _ = ch.send(&FromChild::Error(format!(
-                "re-executing berth for the container process: {err}"
-            )));
+            if ok {
+                let _ = sealed.exec();
+            }
+            let _ = nix::unistd::write(
+                // SAFETY: child_fd is open for the rest of this process's short life.
+                unsafe { BorrowedFd::borrow_raw(child_fd) },
+                &failure,
+            );
             // SAFETY: _exit ends this forked child without running the parent's atexit
             // handlers or destructors, which belong to the parent.
             unsafe { libc::_exit(122) }

@@ -6,53 +6,95 @@
 //! therefore first re-executes from a sealed, read-only memfd: its /proc/self/exe is then a
 //! throw-away copy that cannot be written (F_SEAL_WRITE) and is gone when it execs the
 //! container's program.
+//!
+//! The copy and exec run in a freshly cloned child of a possibly multi-threaded process (the
+//! shim), so [`SealedExec::exec`] only makes system calls: no allocation, no locks. Every
+//! buffer it needs is built beforehand by [`SealedExec::new`].
 
 use std::ffi::{CStr, CString};
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
 
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+/// argv/envp prepared before clone.
+pub struct SealedExec {
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
 
-/// Copies /proc/self/exe into a sealed memfd and execs it. Returns only on failure.
-pub fn exec_sealed_self(argv: &[&CStr], env: &[CString]) -> io::Error {
-    match try_exec(argv, env) {
-        Ok(never) => match never {},
-        Err(e) => e,
+impl SealedExec {
+    pub fn new(argv: &[&CStr], env: &[CString]) -> SealedExec {
+        let strings: Vec<CString> = argv
+            .iter()
+            .map(|a| (*a).to_owned())
+            .chain(env.iter().cloned())
+            .collect();
+        let mut argv_p: Vec<*const libc::c_char> =
+            strings[..argv.len()].iter().map(|s| s.as_ptr()).collect();
+        argv_p.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> =
+            strings[argv.len()..].iter().map(|s| s.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        SealedExec {
+            _strings: strings,
+            argv: argv_p,
+            envp,
+        }
+    }
+
+    /// Copies /proc/self/exe into a sealed memfd and execs it. Returns only on failure, with
+    /// the errno. Only async-signal-safe system calls happen here.
+    pub fn exec(&self) -> io::Error {
+        match copy_and_exec(&self.argv, &self.envp) {
+            Ok(never) => match never {},
+            Err(errno) => io::Error::from_raw_os_error(errno),
+        }
     }
 }
 
-fn try_exec(argv: &[&CStr], env: &[CString]) -> io::Result<std::convert::Infallible> {
-    let exe = File::open("/proc/self/exe")?;
-    let len = exe.metadata()?.len() as usize;
-    let memfd = memfd_create(
-        c"berth",
-        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-    )?;
-    let mut copied = 0usize;
-    while copied < len {
-        let n = nix::sys::sendfile::sendfile(memfd.as_fd(), exe.as_fd(), None, len - copied)?;
-        if n == 0 {
-            break;
+fn check(r: libc::c_long) -> Result<libc::c_long, i32> {
+    if r < 0 {
+        // SAFETY: reading errno of this thread.
+        Err(unsafe { *libc::__errno_location() })
+    } else {
+        Ok(r)
+    }
+}
+
+fn copy_and_exec(
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Result<std::convert::Infallible, i32> {
+    const F_ADD_SEALS: libc::c_int = 1033;
+    const SEALS: libc::c_int = 0x1 | 0x2 | 0x4 | 0x8; // SEAL, SHRINK, GROW, WRITE
+    // SAFETY: every call below takes integer arguments or pointers to static C strings and
+    // stack buffers that outlive the call; argv/envp are null-terminated arrays of valid C
+    // strings owned by the caller's SealedExec. On failure we return the errno.
+    unsafe {
+        let exe = check(libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) as libc::c_long)? as libc::c_int;
+        let mut st: libc::stat = std::mem::zeroed();
+        check(libc::fstat(exe, &mut st) as libc::c_long)?;
+        let memfd = check(libc::memfd_create(
+            c"berth".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        ) as libc::c_long)? as libc::c_int;
+        let mut left = st.st_size as usize;
+        while left > 0 {
+            let n = check(libc::sendfile(memfd, exe, std::ptr::null_mut(), left) as libc::c_long)?;
+            if n == 0 {
+                return Err(libc::EIO);
+            }
+            left -= n as usize;
         }
-        copied += n;
+        libc::close(exe);
+        check(libc::fcntl(memfd, F_ADD_SEALS, SEALS) as libc::c_long)?;
+        check(libc::syscall(
+            libc::SYS_execveat,
+            memfd,
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        ))?;
     }
-    if copied != len {
-        return Err(io::Error::other("short copy of /proc/self/exe"));
-    }
-    fcntl(
-        std::os::fd::AsRawFd::as_raw_fd(&memfd),
-        FcntlArg::F_ADD_SEALS(
-            SealFlag::F_SEAL_SEAL
-                | SealFlag::F_SEAL_SHRINK
-                | SealFlag::F_SEAL_GROW
-                | SealFlag::F_SEAL_WRITE,
-        ),
-    )?;
-    drop(exe);
-    match nix::unistd::fexecve(std::os::fd::AsRawFd::as_raw_fd(&memfd), argv, env) {
-        Ok(never) => match never {},
-        Err(e) => Err(e.into()),
-    }
+    Err(libc::EINVAL)
 }
