@@ -98,6 +98,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         pid_file: a.pid_file.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        stdio: None,
     }
 }
 
@@ -150,6 +151,7 @@ fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
             console_socket: a.console_socket.clone(),
             pid_file: a.pid_file.clone(),
             preserve_fds: a.preserve_fds,
+            stdio: None,
         },
     )?;
     if a.detach {

@@ -25,6 +25,9 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    /// stdin, stdout, stderr for the container process (default: berth's own). The
+    /// shim passes containerd's FIFOs here.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// What `create` made, for `run` to go on with.
@@ -114,7 +117,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     if let Some(c) = &console {
         inherit.push(c.as_raw_fd());
     }
-    let spawned = spawn(flags, None, &inherit, min_fd)?;
+    let spawned = spawn(flags, None, &inherit, min_fd, opts.stdio)?;
     let pid = spawned.pid;
     rb.child = Some(pid);
     let mut ch = spawned.channel;

@@ -22,6 +22,9 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// stdin, stdout, stderr for the container process (default: berth's own). The
+    /// shim passes containerd's FIFOs here.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Namespaces to join, as clone flags: every one where the container's init differs from us.
@@ -116,7 +119,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
     if let Some(c) = console_fd {
         inherit.push(c);
     }
-    let spawned = spawn(CloneFlags::empty(), None, &inherit, min_fd)?;
+    let spawned = spawn(CloneFlags::empty(), None, &inherit, min_fd, opts.stdio)?;
     let pid = spawned.pid;
     let mut ch = spawned.channel;
     let kill_child = |pid: Pid| {

@@ -36,6 +36,7 @@ pub fn spawn(
     cgroup: Option<BorrowedFd<'_>>,
     inherit: &[RawFd],
     min_fd: RawFd,
+    stdio: Option<[RawFd; 3]>,
 ) -> Result<Spawned, Error> {
     let (parent, child) = Channel::pair().map_err(|e| Error::io("socketpair", e))?;
     let child = raise_fd(child.into_owned_fd(), min_fd)?;
@@ -59,9 +60,17 @@ pub fn spawn(
         }
         Ok(Cloned::Child) => {
             drop(parent);
+            let mut ok = true;
+            if let Some(fds) = stdio {
+                for (target, fd) in fds.iter().enumerate() {
+                    if *fd != target as RawFd {
+                        ok &= nix::unistd::dup2(*fd, target as RawFd).is_ok();
+                    }
+                }
+            }
             // SAFETY: these fds are open (the caller holds them) and only flags change.
             let keep = |fd: RawFd| sys::clear_cloexec(unsafe { BorrowedFd::borrow_raw(fd) });
-            let mut ok = keep(child_fd).is_ok();
+            ok &= keep(child_fd).is_ok();
             for fd in inherit {
                 ok &= keep(*fd).is_ok();
             }
