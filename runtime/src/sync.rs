@@ -82,6 +82,13 @@ impl Channel {
         Ok(())
     }
 
+    /// One raw byte: the "id maps written" signal a child waits for before its re-exec,
+    /// while it can only make raw system calls.
+    pub fn send_byte(&mut self) -> Result<(), SyncError> {
+        self.stream.write_all(b"m")?;
+        Ok(())
+    }
+
     /// Receives one message; `Closed` if the peer is gone.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, SyncError> {
         let mut len = [0u8; 4];

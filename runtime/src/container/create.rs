@@ -101,6 +101,15 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     let fifo = dir.join(state::EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::io("creating exec.fifo", e.into()))?;
+    // In a user namespace, init runs as the host id mapped to its root.
+    if let Some((uid, gid)) = mapped_root(&bundle.spec) {
+        nix::unistd::chown(
+            &fifo,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| Error::io("chown exec.fifo", e.into()))?;
+    }
 
     let cg_path = cgroups::path_for(&bundle.spec, &opts.id);
     let cg = Cgroup::open(&cg_path, &opts.id)?;
@@ -117,7 +126,14 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     if let Some(c) = &console {
         inherit.push(c.as_raw_fd());
     }
-    let spawned = spawn(flags, None, &inherit, min_fd, opts.stdio)?;
+    let spawned = spawn(
+        flags,
+        None,
+        &inherit,
+        min_fd,
+        opts.stdio,
+        flags.contains(CloneFlags::CLONE_NEWUSER),
+    )?;
     let pid = spawned.pid;
     rb.child = Some(pid);
     let mut ch = spawned.channel;
@@ -155,11 +171,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         unified_cgroups: cgroups::is_unified(),
     };
     let fail = |e: SyncError| Error::Setup(format!("container init: {e}"));
-    ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
-
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, &bundle.spec)?;
+        ch.send_byte().map_err(fail)?;
     }
+    ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
     if let Some(cg) = &rb.cgroup {
         cg.add_task(pid)?;
         if let Some(res) = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
@@ -240,6 +256,21 @@ fn enter_namespaces_for_children(spec: &Spec) -> Result<Option<File>, Error> {
         }
     }
     Ok(kept)
+}
+
+/// Host uid and gid of the container's root, when it has a user namespace of its own.
+fn mapped_root(spec: &Spec) -> Option<(u32, u32)> {
+    let linux = spec.linux().as_ref()?;
+    if !namespaces::new_flags(spec).contains(CloneFlags::CLONE_NEWUSER) {
+        return None;
+    }
+    let find = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .find(|m| m.container_id() == 0)
+            .map(|m| m.host_id())
+    };
+    Some((find(linux.uid_mappings())?, find(linux.gid_mappings())?))
 }
 
 fn write_id_maps(pid: Pid, spec: &Spec) -> Result<(), Error> {

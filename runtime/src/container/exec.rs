@@ -119,7 +119,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
     if let Some(c) = console_fd {
         inherit.push(c);
     }
-    let spawned = spawn(CloneFlags::empty(), None, &inherit, min_fd, opts.stdio)?;
+    let spawned = spawn(CloneFlags::empty(), None, &inherit, min_fd, opts.stdio, false)?;
     let pid = spawned.pid;
     let mut ch = spawned.channel;
     let kill_child = |pid: Pid| {

@@ -37,6 +37,7 @@ pub fn spawn(
     inherit: &[RawFd],
     min_fd: RawFd,
     stdio: Option<[RawFd; 3]>,
+    wait_for_id_maps: bool,
 ) -> Result<Spawned, Error> {
     let (parent, child) = Channel::pair().map_err(|e| Error::io("socketpair", e))?;
     let child = raise_fd(child.into_owned_fd(), min_fd)?;
@@ -73,6 +74,21 @@ pub fn spawn(
             ok &= keep(child_fd).is_ok();
             for fd in inherit {
                 ok &= keep(*fd).is_ok();
+            }
+            if ok && wait_for_id_maps {
+                // In a new user namespace, execve with an unmapped uid drops every
+                // capability: wait for the parent to write uid_map/gid_map first.
+                let mut byte = [0u8; 1];
+                // SAFETY: child_fd is open for the rest of this process's short life.
+                let fd = unsafe { BorrowedFd::borrow_raw(child_fd) };
+                ok = matches!(nix::unistd::read(fd.as_raw_fd(), &mut byte), Ok(1));
+                // execve keeps capabilities only for the namespace's root: become it now
+                // (our host uid is not mapped inside).
+                let root_g = nix::unistd::Gid::from_raw(0);
+                let root_u = nix::unistd::Uid::from_raw(0);
+                ok = ok
+                    && nix::unistd::setresgid(root_g, root_g, root_g).is_ok()
+                    && nix::unistd::setresuid(root_u, root_u, root_u).is_ok();
             }
             if ok {
                 let _ = sealed.exec();
