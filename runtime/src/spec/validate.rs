@@ -213,6 +213,28 @@ fn validate_mounts(spec: &Spec, rootfs: &Path) -> Result<(), FieldError> {
                 format!("{} must not contain '..'", dest.display()),
             ));
         }
+        let typ_name = m.typ().as_deref().unwrap_or("");
+        if dest == Path::new("/proc") && typ_name != "proc" {
+            return Err(FieldError::new(
+                field,
+                "only a procfs (type proc) may be mounted at /proc",
+            ));
+        }
+        // Over-mounting procfs files redirects what the runtime writes there (LSM labels,
+        // sysctls: CVE-2019-16884, CVE-2025-52881). Only the files lxcfs-style setups
+        // virtualise are allowed.
+        const PROC_ALLOWED: &[&str] = &[
+            "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+            "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+        ];
+        if dest != Path::new("/proc")
+            && dest.starts_with("/proc")
+            && !PROC_ALLOWED.iter().any(|a| dest == Path::new(a)) {
+            return Err(FieldError::new(
+                field,
+                format!("{} is inside /proc: mounting over procfs is not allowed", dest.display()),
+            ));
+        }
         if let Err(msg) = check_no_escape(rootfs, dest) {
             return Err(FieldError::new(field, msg));
         }
