@@ -290,6 +290,17 @@ fn main() {
         "fork" => fork(arg.parse().unwrap_or(10)),
         "write" => write_file(&arg),
         "exe-attack" => exe_attack(arg.parse().unwrap_or(3)),
+        "ptrace" => {
+            let pid: i32 = arg.parse().unwrap_or(1);
+            // SAFETY: PTRACE_ATTACH with integer arguments; detached right away on success.
+            let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0) };
+            let err = if r == 0 { 0 } else { errno() };
+            if r == 0 {
+                // SAFETY: as above.
+                unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
+            }
+            json!({"ptrace": pid, "errno": err})
+        }
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap_or(3600)));
             json!({})
