@@ -14,6 +14,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod hooks;
+pub mod image;
 pub mod init;
 pub mod linux;
 pub mod spec;
