@@ -142,6 +142,8 @@ pub enum Command {
     Checkpoint { id: String },
     /// Restore a container (not supported).
     Restore { id: String },
+    /// Manage images in berth's local store (import, ls, rm).
+    Image(super::image::ImageArgs),
 }
 
 #[derive(Args, Debug)]

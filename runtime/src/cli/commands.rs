@@ -84,6 +84,7 @@ pub fn dispatch(root: &StateRoot, command: Command) -> Result<i32> {
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             Ok(0)
         }
+        Command::Image(a) => super::image::run(a),
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             bail!("checkpoint/restore is not implemented in berth")
         }

@@ -3,5 +3,6 @@
 pub mod args;
 pub mod commands;
 pub mod foreground;
+pub mod image;
 pub mod logging;
 pub mod templates;
