@@ -10,14 +10,14 @@
 //! ROOT/lock                  shared: import, unpack, prepare; exclusive: gc
 //! ```
 //!
-//! ROOT is mode 0700: unpacked layers hold set-uid binaries and device nodes that must not
-//! be reachable by unprivileged host users (overlayfs reads lower layers with the mounter's
-//! credentials, so containers are unaffected).
+//! Every directory berth creates here is mode 0700: unpacked layers hold set-uid binaries and
+//! device nodes that must not be reachable by unprivileged host users (overlayfs reads lower
+//! layers with the mounter's credentials, so containers are unaffected).
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,9 +102,8 @@ impl Store {
             .mode(0o700)
             .create(&store.root)
             .map_err(store.err("creating the store"))?;
-        // An existing root made by hand (or by an older berth) gets the same protection.
-        fs::set_permissions(&store.root, fs::Permissions::from_mode(0o700))
-            .map_err(store.err("chmod 0700"))?;
+        // The root's own mode is left alone when it exists (it may be a shared directory a
+        // user pointed at): what needs protecting lives in the 0700 subdirectories.
         for d in [
             "blobs/sha256",
             "layers/sha256",
@@ -498,36 +497,43 @@ impl Store {
 
     /// Prepares a container rootfs for `image` in `dir` (see [`rootfs`]): unpacks missing
     /// layers, records a lease so GC keeps them, and mounts the overlay.
+    ///
+    /// `dir` is created mode 0700 if missing: the merged view holds the image's set-uid
+    /// binaries, which unprivileged host users must not reach through it.
     pub fn prepare_rootfs(&self, image: &Image, dir: &Path) -> Result<Rootfs> {
+        let rootfs_err = |what: &str| {
+            let (dir, what) = (dir.to_path_buf(), what.to_string());
+            move |source| Error::Rootfs { dir, what, source }
+        };
+        // Shared until the lease is written: gc (exclusive) cannot remove the layers between
+        // their unpacking and the lease that protects them.
         let _lock = self.lock_shared()?;
         let unpacked = self.unpack_locked(image)?;
-        fs::create_dir_all(dir).map_err(|e| Error::Rootfs {
-            dir: dir.to_path_buf(),
-            what: "creating the directory".to_string(),
-            source: e,
-        })?;
-        // Absolute, so GC can check the mount from any working directory.
-        let dir = fs::canonicalize(dir).map_err(|e| Error::Rootfs {
-            dir: dir.to_path_buf(),
-            what: "resolving the directory".to_string(),
-            source: e,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(rootfs_err("creating the directory"))?;
+        // Absolute, so gc can check the mount from any working directory.
+        let dir = fs::canonicalize(dir).map_err(rootfs_err("resolving the directory"))?;
+        // Mount first: a `dir` that already holds a rootfs is refused there, before its
+        // lease (the same file, named after `dir`) could be overwritten or removed.
+        let path = rootfs::mount(&dir, &self.layer_dirs(image))?;
         let lease_path = self.lease_path(&dir);
         let lease = Lease {
             dir: dir.clone(),
             layers: image.layers.iter().map(|l| l.diff_id.clone()).collect(),
         };
-        let bytes = serde_json::to_vec(&lease).map_err(|e| {
-            self.err("encoding a lease")(io::Error::new(io::ErrorKind::InvalidData, e))
-        })?;
-        self.write_atomic(&lease_path, &bytes)
-            .map_err(self.err(format!("writing lease {}", lease_path.display())))?;
-        match rootfs::mount(&dir, &self.layer_dirs(image)) {
-            Ok(path) => Ok(Rootfs::new(dir, path, lease_path, unpacked)),
-            Err(e) => {
-                let _ = fs::remove_file(&lease_path);
-                Err(e)
-            }
+        let written = serde_json::to_vec(&lease)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            .and_then(|bytes| self.write_atomic(&lease_path, &bytes));
+        let rootfs = Rootfs::new(dir, path, lease_path.clone(), unpacked);
+        match written {
+            Ok(()) => Ok(rootfs),
+            // Dropping `rootfs` unmounts it again.
+            Err(e) => Err(self.err(format!("writing lease {}", lease_path.display()))(
+                e,
+            )),
         }
     }
 

@@ -343,8 +343,12 @@ fn overlay_rootfs_stacks_layers_with_whiteouts() {
         fs::read(second.path().join("etc/hostname")).expect("second"),
         b"top\n"
     );
-    // Preparing the same dir twice is refused.
-    assert!(store.prepare_rootfs(&image, &ctr).is_err());
+    // Preparing the same dir twice is refused, and the first rootfs keeps its lease.
+    let err = store
+        .prepare_rootfs(&image, &ctr)
+        .expect_err("second prepare in one dir");
+    assert!(err.to_string().contains("already prepared"), "{err}");
+    assert_eq!(entries(&store.root().join("leases")), 2);
     // gc while mounted keeps the layers (leases); after teardown they go.
     assert_eq!(store.gc().expect("gc").layers_removed, 0);
     rootfs.teardown().expect("teardown");
