@@ -1,5 +1,6 @@
 //! `berth image …`: the local image store (import from OCI archives/layouts, list, remove).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -54,32 +55,37 @@ pub fn run(args: ImageArgs) -> Result<i32> {
             let started = Instant::now();
             let imported = store.import(&file, name.as_deref())?;
             let r = &imported.record;
-            println!(
-                "imported {} {} ({} layers, {} unpacked, {} ms)",
+            emit(&format!(
+                "imported {} {} ({} layers, {} unpacked, {} ms)\n",
                 r.name,
                 r.digest,
                 r.layers,
                 imported.unpacked_layers,
                 started.elapsed().as_millis()
-            );
+            ))?;
         }
         ImageCommand::Ls { format, quiet } => {
             let records = store.list()?;
             if quiet {
-                records.iter().for_each(|r| println!("{}", r.name));
+                emit(
+                    &records
+                        .iter()
+                        .map(|r| format!("{}\n", r.name))
+                        .collect::<String>(),
+                )?;
             } else if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&records)?);
+                emit(&format!("{}\n", serde_json::to_string_pretty(&records)?))?;
             } else {
-                print_table(&records);
+                emit(&table(&records))?;
             }
         }
         ImageCommand::Rm { names } => {
             for name in &names {
                 let gc = store.remove(name)?;
-                println!(
-                    "removed {name} ({} blobs, {} layers freed)",
+                emit(&format!(
+                    "removed {name} ({} blobs, {} layers freed)\n",
                     gc.blobs_removed, gc.layers_removed
-                );
+                ))?;
             }
         }
         ImageCommand::Inspect { reference } => {
@@ -100,40 +106,50 @@ pub fn run(args: ImageArgs) -> Result<i32> {
                 "config": image.config,
                 "layers": layers,
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            emit(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
         }
         ImageCommand::Prune => {
             let gc = store.gc()?;
-            println!(
-                "removed {} blobs, {} layers, {} stale leases",
+            emit(&format!(
+                "removed {} blobs, {} layers, {} stale leases\n",
                 gc.blobs_removed, gc.layers_removed, gc.stale_leases_removed
-            );
+            ))?;
         }
     }
     Ok(0)
 }
 
-fn print_table(records: &[ImageRecord]) {
+/// Writes to stdout; a closed pipe (`berth image ls | head -1`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn table(records: &[ImageRecord]) -> String {
     let width = records
         .iter()
         .map(|r| r.name.len())
         .max()
         .unwrap_or(0)
         .max(4);
-    println!(
-        "{:width$}  {:12}  {:>6}  {:>9}  CREATED",
+    let mut out = format!(
+        "{:width$}  {:12}  {:>6}  {:>9}  CREATED\n",
         "NAME", "DIGEST", "LAYERS", "SIZE"
     );
     for r in records {
-        println!(
-            "{:width$}  {:12}  {:>6}  {:>9}  {}",
+        out.push_str(&format!(
+            "{:width$}  {:12}  {:>6}  {:>9}  {}\n",
             r.name,
             r.digest.short(),
             r.layers,
             human_size(r.size),
             r.created.as_deref().unwrap_or("-")
-        );
+        ));
     }
+    out
 }
 
 fn human_size(bytes: u64) -> String {

@@ -52,7 +52,8 @@ impl LayerCache {
     }
 
     /// Makes sure the layer is in the cache; true if this call unpacked it.
-    /// `what` names the layer in errors ("layer 2/5").
+    /// `what` names the layer in errors ("layer 2/5"). The caller holds the store lock
+    /// shared ([`super::Store`] does), so gc cannot remove lock files or temp dirs under it.
     pub fn ensure(&self, source: &BlobSource, what: &str, layer: &Layer) -> Result<bool> {
         let final_dir = self.path(&layer.diff_id);
         if final_dir.is_dir() {

@@ -33,7 +33,7 @@ impl FileLock {
             .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)?;
-        // Blocks until granted; flock retries on EINTR inside rustix? It does not: loop here.
+        // Blocks until granted; a signal can interrupt the wait (EINTR): wait again.
         loop {
             match rustix::fs::flock(&file, op) {
                 Ok(()) => return Ok(FileLock { _file: file }),

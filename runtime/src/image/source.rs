@@ -59,9 +59,9 @@ impl BlobSource {
         let mut members = HashMap::new();
         let entries = archive
             .entries_with_seek()
-            .map_err(|e| io_err("reading archive", e))?;
+            .map_err(|e| io_err("reading archive (not a tar?)", e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| io_err("reading archive", e))?;
+            let entry = entry.map_err(|e| io_err("reading archive (not a tar?)", e))?;
             if !matches!(
                 entry.header().entry_type(),
                 tar::EntryType::Regular | tar::EntryType::Continuous

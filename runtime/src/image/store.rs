@@ -233,7 +233,13 @@ impl Store {
                 Arc::new(BlobSource::archive(source, &path)?),
                 tag.as_deref(),
             )?,
-            Reference::Name(_) => unreachable!("for_import yields only layouts and archives"),
+            // for_import never yields a name; a stored image needs no import either way.
+            Reference::Name(n) => {
+                return Err(Error::Invalid {
+                    reference: source.to_string(),
+                    reason: format!("{n} is a stored name, not a layout or archive to import"),
+                })
+            }
         };
         let name = match name {
             Some(n) => ImageName::parse(n)?,
