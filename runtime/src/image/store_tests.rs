@@ -387,3 +387,46 @@ fn overlay_options_fall_back_to_fd_paths() {
     );
     rootfs.teardown().expect("teardown");
 }
+
+#[test]
+fn multi_platform_index_picks_the_host_manifest() {
+    use serde_json::json;
+    let s = Scratch::new("index");
+    let layout_dir = s.path().join("layout");
+    let manifest = write_layout(&layout_dir, "v1", &[base_layer()]);
+    let size = fs::metadata(layout_dir.join("blobs/sha256").join(manifest.hex()))
+        .expect("manifest")
+        .len();
+    let host = crate::image::manifest::host_architecture();
+    let other = Digest::of(b"manifest for another platform");
+    // An image index (as docker buildx writes) with a foreign platform listed first.
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": crate::image::manifest::OCI_INDEX,
+        "manifests": [
+            {"mediaType": crate::image::manifest::OCI_MANIFEST, "digest": other.to_string(), "size": 1,
+             "platform": {"architecture": "s390x", "os": "linux"}},
+            {"mediaType": crate::image::manifest::OCI_MANIFEST, "digest": manifest.to_string(), "size": size,
+             "platform": {"architecture": host, "os": "linux"}},
+        ],
+    }))
+    .expect("index");
+    let index_digest = Digest::of(&index);
+    fs::write(
+        layout_dir.join("blobs/sha256").join(index_digest.hex()),
+        &index,
+    )
+    .expect("index blob");
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": crate::image::manifest::OCI_INDEX, "digest": index_digest.to_string(),
+        "size": index.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    fs::write(
+        layout_dir.join("index.json"),
+        serde_json::to_vec(&top).expect("json"),
+    )
+    .expect("index.json");
+    let store = Store::open(s.path().join("store")).expect("open");
+    let image = store
+        .resolve(&format!("oci:{}:multi", layout_dir.display()))
+        .expect("resolve through the index");
+    assert_eq!(image.digest(), &manifest);
+}
