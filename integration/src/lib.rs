@@ -150,9 +150,20 @@ impl Drop for Bundle {
 /// writable root so probes can write.
 pub fn default_config() -> Value {
     let caps = json!([
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-        "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE"
     ]);
     json!({
         "ociVersion": "1.2.0",
@@ -279,7 +290,12 @@ impl Drop for Root {
 
 /// Runs a container to completion and returns (exit code, stdout, stderr).
 pub fn run(root: &Root, bundle: &Bundle) -> (i32, String, String) {
-    let out = root.berth(&["run", "--bundle", &bundle.dir.display().to_string(), &bundle.id]);
+    let out = root.berth(&[
+        "run",
+        "--bundle",
+        &bundle.dir.display().to_string(),
+        &bundle.id,
+    ]);
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -78,15 +78,26 @@ fn bad_config_fails_clearly_and_leaves_nothing() {
                 continue;
             }
             if !err.contains(case.expect) {
-                failures.push(format!("{}: `{cmd}` said {err:?}, expected {:?}", case.name, case.expect));
+                failures.push(format!(
+                    "{}: `{cmd}` said {err:?}, expected {:?}",
+                    case.name, case.expect
+                ));
             }
             if err.trim().lines().count() != 1 {
-                failures.push(format!("{}: `{cmd}` printed more than one line: {err:?}", case.name));
+                failures.push(format!(
+                    "{}: `{cmd}` printed more than one line: {err:?}",
+                    case.name
+                ));
             }
             assert_no_leftovers(&root, &id, &cg, &b.dir);
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -94,7 +105,11 @@ fn malformed_json_names_the_place() {
     let id = unique("badjson");
     let root = Root::new(&id);
     let b = Bundle::new(Path::new(CHECK), &id, &["true"]);
-    std::fs::write(b.dir.join("config.json"), "{\"ociVersion\": \"1.2.0\", \"process\": [}").unwrap();
+    std::fs::write(
+        b.dir.join("config.json"),
+        "{\"ociVersion\": \"1.2.0\", \"process\": [}",
+    )
+    .unwrap();
     let out = root.berth(&["create", "--bundle", &b.dir.display().to_string(), &id]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -124,17 +139,29 @@ fn bad_cli_use() {
         assert!(!root.dir.join(bad_id).join("state.json").exists());
     }
     expect_fail(&["create", "--bundle", &bundle], "required");
-    expect_fail(&["create", "--bogus-flag", "--bundle", &bundle, &id], "--bogus-flag");
+    expect_fail(
+        &["create", "--bogus-flag", "--bundle", &bundle, &id],
+        "--bogus-flag",
+    );
     expect_fail(&["start", &id], "does not exist");
     expect_fail(&["kill", &id, "NOTASIGNAL"], "unknown signal name");
     expect_fail(&["delete", &id], "does not exist");
     // A duplicate id is refused and leaves the first container intact.
     root.ok(&["create", "--bundle", &bundle, &id]);
-    expect_fail(&["create", "--bundle", &bundle, &id], &format!("container {id} already exists"));
+    expect_fail(
+        &["create", "--bundle", &bundle, &id],
+        &format!("container {id} already exists"),
+    );
     assert_eq!(root.state(&id)["status"], "created");
     root.ok(&["start", &id]);
-    expect_fail(&["start", &id], "is running: only a created container can be started");
-    expect_fail(&["delete", &id], "is running: stop it first or use delete --force");
+    expect_fail(
+        &["start", &id],
+        "is running: only a created container can be started",
+    );
+    expect_fail(
+        &["delete", &id],
+        "is running: stop it first or use delete --force",
+    );
     expect_fail(&["resume", &id], "only a paused container can be resumed");
     root.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);

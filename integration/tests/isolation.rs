@@ -29,7 +29,11 @@ fn namespaces_pid1_and_hostname() {
     assert_eq!(rep["hostname"], "berth-test");
     for ns in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
         let host = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
-        assert_ne!(rep["namespaces"][ns], host.display().to_string(), "{ns} namespace shared with host");
+        assert_ne!(
+            rep["namespaces"][ns],
+            host.display().to_string(),
+            "{ns} namespace shared with host"
+        );
     }
     // No user namespace was asked for: it is the host's.
     let host_user = std::fs::read_link("/proc/self/ns/user").unwrap();
@@ -46,10 +50,14 @@ fn mounts_and_their_flags() {
     std::fs::create_dir_all(&vol).unwrap();
     std::fs::write(vol.join("hello"), "from host").unwrap();
     let mounts = b.config["mounts"].as_array_mut().unwrap();
-    mounts.push(json!({"destination": "/data", "type": "bind", "source": vol,
-                       "options": ["rbind", "ro", "nosuid", "nodev"]}));
-    mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
-                       "options": ["noexec", "size=1m", "mode=700"]}));
+    mounts.push(
+        json!({"destination": "/data", "type": "bind", "source": vol,
+                       "options": ["rbind", "ro", "nosuid", "nodev"]}),
+    );
+    mounts.push(
+        json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["noexec", "size=1m", "mode=700"]}),
+    );
     b.write();
     let rep = report(&root, &b);
     let proc_m = mount(&rep, "/proc");
@@ -62,7 +70,10 @@ fn mounts_and_their_flags() {
     assert!(dev["options"].as_str().unwrap().contains("nosuid"));
     let data = mount(&rep, "/data");
     let opts = data["options"].as_str().unwrap();
-    assert!(opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"), "{data}");
+    assert!(
+        opts.starts_with("ro") && opts.contains("nosuid") && opts.contains("nodev"),
+        "{data}"
+    );
     let s = mount(&rep, "/scratch");
     assert_eq!(s["fstype"], "tmpfs");
     assert!(s["options"].as_str().unwrap().contains("noexec"));
@@ -87,7 +98,11 @@ fn masked_and_readonly_paths() {
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines, vec!["0", "0", "readonly", "sysrq-readonly"], "stderr: {err}");
+    assert_eq!(
+        lines,
+        vec!["0", "0", "readonly", "sysrq-readonly"],
+        "stderr: {err}"
+    );
 }
 
 #[test]
@@ -98,14 +113,16 @@ fn readonly_root_and_cwd_and_env() {
     b.config["root"]["readonly"] = json!(true);
     b.config["process"]["cwd"] = json!("/tmp");
     b.config["process"]["env"] = json!(["PATH=/bin", "GREETING=hello there"]);
-    b.config["mounts"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}));
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}),
+    );
     b.write();
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["/tmp", "hello there", "ro", "tmp-rw"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["/tmp", "hello there", "ro", "tmp-rw"]
+    );
 }
 
 #[test]
@@ -132,7 +149,8 @@ fn non_root_user_with_groups_umask_and_ambient_caps() {
     let id = unique("user");
     let root = Root::new(&id);
     let mut b = bundle(&id, &["berth-check", "report"]);
-    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 6], "umask": 63});
+    b.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 6], "umask": 63});
     let caps = json!(["CAP_NET_BIND_SERVICE"]);
     b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps,
         "permitted": caps, "inheritable": caps, "ambient": caps});
@@ -172,7 +190,14 @@ fn rlimits_and_oom_score_adj() {
 fn seccomp_denied_syscall_returns_configured_errno() {
     let id = unique("seccomp");
     let root = Root::new(&id);
-    let mut b = bundle(&id, &["sh", "-c", "berth-check syscall mkdir; berth-check syscall uname; berth-check syscall getpid"]);
+    let mut b = bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "berth-check syscall mkdir; berth-check syscall uname; berth-check syscall getpid",
+        ],
+    );
     b.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
@@ -184,7 +209,10 @@ fn seccomp_denied_syscall_returns_configured_errno() {
     b.write();
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 0, "{err}");
-    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(results[0]["errno"], 99, "mkdir: {out}");
     assert_eq!(results[1]["errno"], libc_eperm(), "uname: {out}");
     assert_eq!(results[2]["errno"], 0, "getpid: {out}");
@@ -219,10 +247,14 @@ fn memory_limit_oom_kills_the_hog() {
     let id = unique("oom");
     let root = Root::new(&id);
     let mut b = bundle(&id, &["berth-check", "alloc", "512"]);
-    b.config["linux"]["resources"] = json!({"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}});
+    b.config["linux"]["resources"] =
+        json!({"memory": {"limit": 32 * 1024 * 1024, "swap": 32 * 1024 * 1024}});
     b.write();
     let (code, _out, err) = run(&root, &b);
-    assert_eq!(code, 137, "the hog must be SIGKILLed by the OOM killer: {err}");
+    assert_eq!(
+        code, 137,
+        "the hog must be SIGKILLed by the OOM killer: {err}"
+    );
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
 }
 
@@ -249,16 +281,37 @@ fn cpu_and_cgroup_files_follow_the_spec() {
     b.config["linux"]["resources"] = json!({"cpu": {"quota": 50000, "period": 100000, "shares": 512},
                                               "memory": {"limit": 64 * 1024 * 1024}});
     b.write();
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     let rel = b.cgroup_path();
     let read = |p: String| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        assert_eq!(read(format!("/sys/fs/cgroup{rel}/cpu.max")).trim(), "50000 100000");
+        assert_eq!(
+            read(format!("/sys/fs/cgroup{rel}/cpu.max")).trim(),
+            "50000 100000"
+        );
     } else {
-        assert_eq!(read(format!("/sys/fs/cgroup/cpu{rel}/cpu.cfs_quota_us")).trim(), "50000");
-        assert_eq!(read(format!("/sys/fs/cgroup/cpu{rel}/cpu.cfs_period_us")).trim(), "100000");
-        assert_eq!(read(format!("/sys/fs/cgroup/cpu{rel}/cpu.shares")).trim(), "512");
-        assert_eq!(read(format!("/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes")).trim(), "67108864");
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu{rel}/cpu.cfs_quota_us")).trim(),
+            "50000"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu{rel}/cpu.cfs_period_us")).trim(),
+            "100000"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/cpu{rel}/cpu.shares")).trim(),
+            "512"
+        );
+        assert_eq!(
+            read(format!("/sys/fs/cgroup/memory{rel}/memory.limit_in_bytes")).trim(),
+            "67108864"
+        );
     }
     root.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
@@ -285,7 +338,10 @@ fn sysctl_in_the_network_namespace() {
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "1");
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_before
+    );
 }
 
 #[test]
@@ -294,10 +350,14 @@ fn hooks_run_in_order_with_state_on_stdin() {
     let root = Root::new(&id);
     let mut b = bundle(&id, &["sh", "-c", "echo main >> /hooklog"]);
     let log = b.rootfs().join("hooklog");
-    let host_hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c",
-        format!("read -r s; case \"$s\" in *'\"id\":\"{id}\"'*) echo {name} >> {} ;; *) echo {name}-nostate >> {} ;; esac", log.display(), log.display())]});
-    let in_container = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c",
-        format!("read -r s; case \"$s\" in *'\"id\":\"{id}\"'*) echo {name} >> /hooklog ;; *) echo {name}-nostate >> /hooklog ;; esac")]});
+    let host_hook = |name: &str| {
+        json!({"path": "/bin/sh", "args": ["sh", "-c",
+        format!("read -r s; case \"$s\" in *'\"id\":\"{id}\"'*) echo {name} >> {} ;; *) echo {name}-nostate >> {} ;; esac", log.display(), log.display())]})
+    };
+    let in_container = |name: &str| {
+        json!({"path": "/bin/sh", "args": ["sh", "-c",
+        format!("read -r s; case \"$s\" in *'\"id\":\"{id}\"'*) echo {name} >> /hooklog ;; *) echo {name}-nostate >> /hooklog ;; esac")]})
+    };
     b.config["hooks"] = json!({
         "prestart": [host_hook("prestart")],
         "createRuntime": [host_hook("createRuntime")],
@@ -313,7 +373,12 @@ fn hooks_run_in_order_with_state_on_stdin() {
     let lines: Vec<&str> = text.lines().collect();
     // poststart runs after start returns, concurrently with the process: it may land on
     // either side of "main".
-    let mut expect = vec!["prestart", "createRuntime", "createContainer", "startContainer"];
+    let mut expect = vec![
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+    ];
     assert_eq!(&lines[..4], &expect[..], "{text}");
     let mut rest: Vec<&str> = lines[4..6].to_vec();
     rest.sort();
@@ -326,8 +391,18 @@ fn hooks_run_in_order_with_state_on_stdin() {
 fn user_namespace_with_mappings() {
     let id = unique("userns");
     let root = Root::new(&id);
-    let mut b = bundle(&id, &["sh", "-c", "cat /proc/self/uid_map; id -u; touch /tmp/f && stat -c %u /tmp/f"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    let mut b = bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u; touch /tmp/f && stat -c %u /tmp/f",
+        ],
+    );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     // A user namespace cannot mount sysfs without its own netns... it has one; cgroupfs in a
@@ -344,11 +419,17 @@ fn user_namespace_with_mappings() {
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].split_whitespace().collect::<Vec<_>>() == ["0", "100000", "65536"], "{out}");
+    assert!(
+        lines[0].split_whitespace().collect::<Vec<_>>() == ["0", "100000", "65536"],
+        "{out}"
+    );
     assert_eq!(lines[1], "0");
     assert_eq!(lines[2], "0");
     // On the host the file belongs to the mapped uid.
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(rootfs.join("tmp/f")).unwrap().uid(), 100000);
+    assert_eq!(
+        std::fs::metadata(rootfs.join("tmp/f")).unwrap().uid(),
+        100000
+    );
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
 }

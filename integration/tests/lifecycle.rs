@@ -15,7 +15,11 @@ fn wait_status(root: &Root, id: &str, want: &str) {
         if st["status"] == want {
             return;
         }
-        assert!(Instant::now() < deadline, "status stayed {} (want {want})", st["status"]);
+        assert!(
+            Instant::now() < deadline,
+            "status stayed {} (want {want})",
+            st["status"]
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -72,7 +76,11 @@ fn create_start_state_kill_delete() {
 fn run_returns_exit_code_and_cleans_up() {
     let id = unique("runexit");
     let root = Root::new(&id);
-    let b = Bundle::new(Path::new(CHECK), &id, &["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let b = Bundle::new(
+        Path::new(CHECK),
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 7"],
+    );
     let (code, out, err) = run(&root, &b);
     assert_eq!(code, 7);
     assert_eq!(out.trim(), "out");
@@ -85,10 +93,22 @@ fn run_detach_then_exec_and_ps() {
     let id = unique("exec");
     let root = Root::new(&id);
     let b = Bundle::new(Path::new(CHECK), &id, &["sleep", "300"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     wait_status(&root, &id, "running");
     // exec with arguments after the id, options after the id too.
-    let out = root.ok(&["exec", &id, "sh", "-c", "echo $$ in $(hostname); cat /proc/1/cmdline"]);
+    let out = root.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo $$ in $(hostname); cat /proc/1/cmdline",
+    ]);
     assert!(out.contains("in berth-test"), "{out}");
     assert!(out.contains("sleep"), "{out}");
     // exec with --process: a JSON process.
@@ -104,7 +124,12 @@ fn run_detach_then_exec_and_ps() {
     // The exec'd process sees the container's pid namespace and fds 0-2 only.
     let out = root.ok(&["exec", &id, "berth-check", "report"]);
     let rep: serde_json::Value = serde_json::from_str(out.trim()).expect("report");
-    assert_eq!(rep["fds"], serde_json::json!([0, 1, 2]), "exec fds: {}", rep["fds"]);
+    assert_eq!(
+        rep["fds"],
+        serde_json::json!([0, 1, 2]),
+        "exec fds: {}",
+        rep["fds"]
+    );
     assert_eq!(rep["caps"]["inh"], "0000000000000000");
     // ps lists init and nothing else once exec'd processes are gone.
     let pids: Vec<i64> = serde_json::from_str(&root.ok(&["ps", "--format", "json", &id])).unwrap();
@@ -124,8 +149,18 @@ fn run_detach_then_exec_and_ps() {
 fn pause_and_resume_freeze_the_container() {
     let id = unique("pause");
     let root = Root::new(&id);
-    let b = Bundle::new(Path::new(CHECK), &id, &["sh", "-c", "while :; do sleep 0.05; done"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    let b = Bundle::new(
+        Path::new(CHECK),
+        &id,
+        &["sh", "-c", "while :; do sleep 0.05; done"],
+    );
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     wait_status(&root, &id, "running");
     root.ok(&["pause", &id]);
     assert_eq!(root.state(&id)["status"], "paused");
@@ -138,7 +173,10 @@ fn pause_and_resume_freeze_the_container() {
     assert_eq!(root.state(&id)["status"], "running");
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     let out = root.berth(&["resume", &id]);
-    assert!(!out.status.success(), "resuming a running container must fail");
+    assert!(
+        !out.status.success(),
+        "resuming a running container must fail"
+    );
     root.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
 }
@@ -147,11 +185,25 @@ fn pause_and_resume_freeze_the_container() {
 fn kill_all_signals_every_process() {
     let id = unique("killall");
     let root = Root::new(&id);
-    let b = Bundle::new(Path::new(CHECK), &id, &["sh", "-c", "sleep 300 & sleep 300 & wait"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    let b = Bundle::new(
+        Path::new(CHECK),
+        &id,
+        &["sh", "-c", "sleep 300 & sleep 300 & wait"],
+    );
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     wait_status(&root, &id, "running");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while serde_json::from_str::<Vec<i64>>(&root.ok(&["ps", "--format", "json", &id])).unwrap().len() < 3 {
+    while serde_json::from_str::<Vec<i64>>(&root.ok(&["ps", "--format", "json", &id]))
+        .unwrap()
+        .len()
+        < 3
+    {
         assert!(Instant::now() < deadline, "children never appeared");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -166,9 +218,20 @@ fn update_changes_limits_of_a_running_container() {
     let id = unique("update");
     let root = Root::new(&id);
     let b = Bundle::new(Path::new(CHECK), &id, &["sleep", "300"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     root.ok(&["update", "--memory", "64m", "--pids-limit", "42", &id]);
-    let mem = cgroup_file(&b.cgroup_path(), "memory", "memory.limit_in_bytes", "memory.max");
+    let mem = cgroup_file(
+        &b.cgroup_path(),
+        "memory",
+        "memory.limit_in_bytes",
+        "memory.max",
+    );
     assert_eq!(mem.trim(), (64u64 << 20).to_string());
     let pids = cgroup_file(&b.cgroup_path(), "pids", "pids.max", "pids.max");
     assert_eq!(pids.trim(), "42");
@@ -179,7 +242,11 @@ fn update_changes_limits_of_a_running_container() {
         &["update", "--resources", "-", &id],
         std::process::Stdio::from(std::fs::File::open(&input).unwrap()),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pids = cgroup_file(&b.cgroup_path(), "pids", "pids.max", "pids.max");
     assert_eq!(pids.trim(), "77");
     root.ok(&["delete", "--force", &id]);
@@ -202,13 +269,28 @@ fn events_stats_reports_memory_and_pids() {
     let id = unique("events");
     let root = Root::new(&id);
     let b = Bundle::new(Path::new(CHECK), &id, &["sleep", "300"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
     let out = root.ok(&["events", "--stats", &id]);
     let ev: serde_json::Value = serde_json::from_str(out.trim()).expect("event JSON");
     assert_eq!(ev["type"], "stats");
     assert_eq!(ev["id"], id.as_str());
-    assert!(ev["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1, "{ev}");
-    assert!(ev["data"]["memory"]["memory"]["usage"].as_u64().unwrap_or(0) > 0, "{ev}");
+    assert!(
+        ev["data"]["pids"]["current"].as_u64().unwrap_or(0) >= 1,
+        "{ev}"
+    );
+    assert!(
+        ev["data"]["memory"]["memory"]["usage"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{ev}"
+    );
     root.ok(&["delete", "--force", &id]);
 }
 

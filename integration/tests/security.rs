@@ -42,10 +42,17 @@ fn cve_2019_5736_runtime_binary_is_never_writable_from_inside() {
     assert_eq!(lines[0], "hidden", "{out}");
     let pid = root.state(&id)["pid"].as_i64().unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert!(exe.display().to_string().contains("memfd:berth"), "init's exe is not the sealed copy: {}", exe.display());
+    assert!(
+        exe.display().to_string().contains("memfd:berth"),
+        "init's exe is not the sealed copy: {}",
+        exe.display()
+    );
     assert_eq!(lines[1], "refused", "{out}");
     let pt: Value = serde_json::from_str(lines[2]).unwrap();
-    assert_ne!(pt["errno"], 0, "ptrace of the waiting init succeeded: {out}");
+    assert_ne!(
+        pt["errno"], 0,
+        "ptrace of the waiting init succeeded: {out}"
+    );
     root.ok(&["start", &id]);
     wait_running(&root, &id);
     // An attacker loop races every `berth exec` for /proc/<pid>/exe.
@@ -115,8 +122,10 @@ fn cve_2021_30465_symlink_exchange_race_never_mounts_outside() {
         std::fs::create_dir_all(mnt.join("a")).unwrap();
         let up = "../".repeat(20);
         std::os::unix::fs::symlink(format!("{up}{}", target.display()), mnt.join("b")).unwrap();
-        b.config["mounts"].as_array_mut().unwrap().push(
-            json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs"}));
+        b.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs"}));
         b.config["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
             format!("grep -q ' {} ' /proc/self/mountinfo && echo ESCAPE >> {} || true", target.display(), log.display())]}]});
         b.write();
@@ -129,7 +138,13 @@ fn cve_2021_30465_symlink_exchange_race_never_mounts_outside() {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // SAFETY: valid C strings; RENAME_EXCHANGE swaps two existing entries.
                     unsafe {
-                        libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, bb.as_ptr(), libc::RENAME_EXCHANGE);
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            a.as_ptr(),
+                            libc::AT_FDCWD,
+                            bb.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        );
                     }
                 }
             })
@@ -140,12 +155,19 @@ fn cve_2021_30465_symlink_exchange_race_never_mounts_outside() {
         let _ = out;
         let _ = root.berth(&["delete", "--force", &cid]);
         assert_no_leftovers(&root, &cid, &b.cgroup_path(), &b.dir);
-        if std::fs::read_to_string(&log).unwrap_or_default().contains("ESCAPE") {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ESCAPE")
+        {
             escapes += 1;
         }
     }
     assert_eq!(escapes, 0, "a mount landed on the host path");
-    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "files appeared in the host dir");
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "files appeared in the host dir"
+    );
     let _ = std::fs::remove_dir_all(&target);
     let _ = std::fs::remove_file(&log);
 }
@@ -170,20 +192,35 @@ fn proc_symlink_in_image_fails_clearly() {
 fn dev_null_symlink_cannot_unmask_anything() {
     let id = unique("devnull");
     let root = Root::new(&id);
-    let mut b = bundle(&id, &["sh", "-c", "wc -c < /proc/timer_list; ls -l /dev/null"]);
+    let mut b = bundle(
+        &id,
+        &["sh", "-c", "wc -c < /proc/timer_list; ls -l /dev/null"],
+    );
     // No tmpfs on /dev: the image's own /dev is used.
-    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev" && m["destination"] != "/dev/pts" && m["destination"] != "/dev/shm" && m["destination"] != "/dev/mqueue");
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| {
+        m["destination"] != "/dev"
+            && m["destination"] != "/dev/pts"
+            && m["destination"] != "/dev/shm"
+            && m["destination"] != "/dev/mqueue"
+    });
     b.write();
-    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", b.rootfs().join("dev/null")).unwrap();
+    std::os::unix::fs::symlink("/proc/sys/kernel/core_pattern", b.rootfs().join("dev/null"))
+        .unwrap();
     let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
     let (code, out, err) = run(&root, &b);
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(),
+        before
+    );
     // Either berth replaced the symlink with the real node and masked with it, or it
     // refused; it never masks through the symlink.
     if code == 0 {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "0", "timer_list not masked: {out}");
-        assert!(lines[1].starts_with('c'), "/dev/null is not a char device: {out}");
+        assert!(
+            lines[1].starts_with('c'),
+            "/dev/null is not a char device: {out}"
+        );
     } else {
         assert!(err.contains("/dev/null"), "{err}");
     }
@@ -196,7 +233,10 @@ fn dev_symlink_in_image_creates_nothing_elsewhere() {
     let id = unique("devsym");
     let root = Root::new(&id);
     let mut b = bundle(&id, &["true"]);
-    b.config["mounts"].as_array_mut().unwrap().retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"));
     b.write();
     std::fs::remove_dir(b.rootfs().join("dev")).unwrap();
     std::fs::create_dir_all(b.rootfs().join("tmp/x")).unwrap();
@@ -204,8 +244,14 @@ fn dev_symlink_in_image_creates_nothing_elsewhere() {
     let out = root.berth(&["run", "--bundle", &b.dir.display().to_string(), &id]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("/dev in the rootfs is not a directory"), "{err}");
-    assert_eq!(std::fs::read_dir(b.rootfs().join("tmp/x")).unwrap().count(), 0);
+    assert!(
+        err.contains("/dev in the rootfs is not a directory"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(b.rootfs().join("tmp/x")).unwrap().count(),
+        0
+    );
     assert!(!Path::new("/tmp/x/null").exists());
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
 }
@@ -216,8 +262,21 @@ fn inheritable_caps_empty_for_init_and_exec() {
     let id = unique("inh");
     let root = Root::new(&id);
     let b = bundle(&id, &["sleep", "60"]);
-    root.ok(&["run", "--detach", "--bundle", &b.dir.display().to_string(), &id]);
-    let out = root.ok(&["exec", "--cap", "CAP_SYS_ADMIN", &id, "berth-check", "report"]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
+    let out = root.ok(&[
+        "exec",
+        "--cap",
+        "CAP_SYS_ADMIN",
+        &id,
+        "berth-check",
+        "report",
+    ]);
     let rep: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(rep["caps"]["inh"], "0000000000000000");
     assert_eq!(rep["caps"]["amb"], "0000000000000000");

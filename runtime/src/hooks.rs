@@ -40,12 +40,7 @@ fn run_one(h: &Hook, state_json: &str) -> Result<(), String> {
     }
     cmd.args(args.iter().skip(1))
         .env_clear()
-        .envs(
-            h.env()
-                .iter()
-                .flatten()
-                .filter_map(|kv| kv.split_once('=')),
-        )
+        .envs(h.env().iter().flatten().filter_map(|kv| kv.split_once('=')))
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());

@@ -322,7 +322,11 @@ impl OciState {
             oci_version: OCI_VERSION.into(),
             id: state.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { state.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                state.pid
+            },
             bundle: state.bundle.clone(),
             annotations: state.annotations.clone(),
             rootfs: state.rootfs.clone(),

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(name = "berth", version, about = "berth: an OCI runtime for Fargate-style sandboxes")]
+#[command(
+    name = "berth",
+    version,
+    about = "berth: an OCI runtime for Fargate-style sandboxes"
+)]
 pub struct Cli {
     /// Directory for container state (should be on tmpfs).
     #[arg(long, global = true, default_value = "/run/berth")]

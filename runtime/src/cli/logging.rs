@@ -24,7 +24,10 @@ impl Logger {
         // libcgroups warns about every v1 controller a host lacks; that is noise to a user.
         let filter = tracing_subscriber::filter::Targets::new()
             .with_default(level)
-            .with_target("libcgroups", if debug { level } else { tracing::Level::ERROR });
+            .with_target(
+                "libcgroups",
+                if debug { level } else { tracing::Level::ERROR },
+            );
         let builder = tracing_subscriber::fmt()
             .with_max_level(level)
             .with_ansi(false);
@@ -37,7 +40,10 @@ impl Logger {
         });
         match (opened, format) {
             (Some(f), LogFormat::Json) => {
-                let s = builder.json().with_writer(std::sync::Mutex::new(f)).finish();
+                let s = builder
+                    .json()
+                    .with_writer(std::sync::Mutex::new(f))
+                    .finish();
                 let _ = tracing::subscriber::set_global_default(s.with(filter));
             }
             (Some(f), LogFormat::Text) => {
@@ -57,10 +63,16 @@ impl Logger {
 
     pub fn error(&self, msg: &str) {
         if let Some(p) = &self.file {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
                 let time = berth::state::now_rfc3339();
                 let line = match self.format {
-                    LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+                    LogFormat::Json => {
+                        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+                    }
                     LogFormat::Text => format!("time=\"{time}\" level=error msg={msg:?}"),
                 };
                 let _ = writeln!(f, "{line}");

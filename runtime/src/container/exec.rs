@@ -69,7 +69,9 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
         None => return Err(Error::Invalid("exec: no process given".into())),
     };
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Invalid("exec: process.args: must name a program".into()));
+        return Err(Error::Invalid(
+            "exec: process.args: must name a program".into(),
+        ));
     }
     let terminal = process.terminal().unwrap_or(false);
     spec.set_process(Some(process));
@@ -119,7 +121,14 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
     if let Some(c) = console_fd {
         inherit.push(c);
     }
-    let spawned = spawn(CloneFlags::empty(), None, &inherit, min_fd, opts.stdio, false)?;
+    let spawned = spawn(
+        CloneFlags::empty(),
+        None,
+        &inherit,
+        min_fd,
+        opts.stdio,
+        false,
+    )?;
     let pid = spawned.pid;
     let mut ch = spawned.channel;
     let kill_child = |pid: Pid| {

@@ -52,8 +52,9 @@ pub fn apply_bounding(c: &LinuxCapabilities) -> Result<(), SetupError> {
     let keep = c.bounding().as_ref().map(convert).unwrap_or_default();
     for cap in caps::all() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| SetupError::invalid(format!("dropping {cap} from the bounding set: {e}")))?;
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| {
+                SetupError::invalid(format!("dropping {cap} from the bounding set: {e}"))
+            })?;
         }
     }
     Ok(())

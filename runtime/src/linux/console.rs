@@ -27,7 +27,8 @@ pub fn create(socket: BorrowedFd<'_>, size: Option<(u16, u16)>) -> Result<OwnedF
     if let Some((rows, cols)) = size {
         sys::set_window_size(peer.as_fd(), rows, cols).ctx(|| "setting the console size".into())?;
     }
-    Channel::send_fd(socket, master.as_fd()).ctx(|| "sending the pty master to --console-socket".into())?;
+    Channel::send_fd(socket, master.as_fd())
+        .ctx(|| "sending the pty master to --console-socket".into())?;
     Ok(peer)
 }
 

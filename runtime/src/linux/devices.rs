@@ -53,7 +53,11 @@ pub fn defaults() -> Vec<Device> {
 /// Defaults plus the spec's devices (a spec entry replaces a default at the same path).
 pub fn wanted(spec: &Spec) -> Vec<Device> {
     let mut out = defaults();
-    for d in spec.linux().iter().flat_map(|l| l.devices().iter().flatten()) {
+    for d in spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.devices().iter().flatten())
+    {
         let kind = match d.typ() {
             LinuxDeviceType::B => SFlag::S_IFBLK,
             LinuxDeviceType::P => SFlag::S_IFIFO,
@@ -108,7 +112,11 @@ pub fn create_all(rootfs: &Path, devices: &[Device], bind: bool) -> Result<(), S
     ] {
         match root.create(link, &pathrs::InodeType::Symlink(target.into())) {
             Ok(()) => {}
-            Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))
+                ) => {}
             Err(e) => return Err(e).ctx(|| format!("symlink {link}")),
         }
     }
@@ -120,7 +128,6 @@ pub fn create_all(rootfs: &Path, devices: &[Device], bind: bool) -> Result<(), S
     }
     Ok(())
 }
-
 
 fn create_one(root: &Root, d: &Device, bind: bool) -> Result<(), SetupError> {
     if let Some(parent) = d.path.parent() {
@@ -152,20 +159,30 @@ fn create_one(root: &Root, d: &Device, bind: bool) -> Result<(), SetupError> {
     };
     match root.create(&d.path, &inode) {
         Ok(()) => {}
-        Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))
+            ) =>
+        {
             // An image may ship its own node: replace it, unless it already is the same.
-            let h = root.resolve_nofollow(&d.path).ctx(|| "resolving existing node".into())?;
+            let h = root
+                .resolve_nofollow(&d.path)
+                .ctx(|| "resolving existing node".into())?;
             let meta = super::handle_metadata(&h).ctx(|| "inspecting existing node".into())?;
             let same = (meta.file_type().is_char_device() || meta.file_type().is_block_device())
                 && meta.rdev() == dev;
             if !same {
-                root.remove_file(&d.path).ctx(|| "removing existing file".into())?;
+                root.remove_file(&d.path)
+                    .ctx(|| "removing existing file".into())?;
                 root.create(&d.path, &inode).ctx(|| "mknod".into())?;
             }
         }
         Err(e) => return Err(e).ctx(|| "mknod".into()),
     }
-    let h = root.resolve_nofollow(&d.path).ctx(|| "resolving node".into())?;
+    let h = root
+        .resolve_nofollow(&d.path)
+        .ctx(|| "resolving node".into())?;
     let f = h
         .reopen(OpenFlags::O_PATH | OpenFlags::O_NOFOLLOW)
         .ctx(|| "opening node".into())?;

@@ -25,7 +25,11 @@ pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
 /// Namespaces the container creates (no `path`) as clone flags.
 pub fn new_flags(spec: &Spec) -> CloneFlags {
     let mut flags = CloneFlags::empty();
-    for ns in spec.linux().iter().flat_map(|l| l.namespaces().iter().flatten()) {
+    for ns in spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.namespaces().iter().flatten())
+    {
         if ns.path().is_none() {
             flags |= flag(ns.typ());
         }

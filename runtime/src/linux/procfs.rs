@@ -80,7 +80,20 @@ pub fn mountinfo() -> io::Result<Vec<MountInfo>> {
 /// The key under which a v1 hierarchy appears in /proc/self/cgroup, from its super options
 /// (`rw,cpu,cpuacct` → `cpu,cpuacct`; `rw,name=systemd` → `name=systemd`).
 pub fn hierarchy_key(super_options: &str) -> String {
-    const NON_CONTROLLERS: &[&str] = &["rw", "ro", "relatime", "noatime", "nsdelegate", "memory_recursiveprot", "clone_children", "xattr", "cpuset_v2_mode", "noprefix", "favordynmods", "memory_localevents"];
+    const NON_CONTROLLERS: &[&str] = &[
+        "rw",
+        "ro",
+        "relatime",
+        "noatime",
+        "nsdelegate",
+        "memory_recursiveprot",
+        "clone_children",
+        "xattr",
+        "cpuset_v2_mode",
+        "noprefix",
+        "favordynmods",
+        "memory_localevents",
+    ];
     super_options
         .split(',')
         .filter(|o| !NON_CONTROLLERS.contains(o) && !o.starts_with("release_agent="))

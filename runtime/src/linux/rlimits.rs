@@ -39,7 +39,10 @@ pub fn apply(limits: &[PosixRlimit]) -> Result<(), SetupError> {
         let r = unsafe { libc::setrlimit(res, &new) };
         if r != 0 {
             let err = std::io::Error::last_os_error();
-            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             // SAFETY: getrlimit writes into a struct we own.
             unsafe { libc::getrlimit(res, &mut cur) };
             let hint = if err.raw_os_error() == Some(libc::EPERM) && l.hard() > cur.rlim_max {

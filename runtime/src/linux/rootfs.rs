@@ -68,9 +68,10 @@ pub fn prepare(spec: &Spec, ctx: &MountContext<'_>) -> Result<(), SetupError> {
                 what: format!("mounts[{i}] ({}): {what}", m.destination().display()),
                 source,
             },
-            SetupError::Invalid(msg) => {
-                SetupError::Invalid(format!("mounts[{i}] ({}): {msg}", m.destination().display()))
-            }
+            SetupError::Invalid(msg) => SetupError::Invalid(format!(
+                "mounts[{i}] ({}): {msg}",
+                m.destination().display()
+            )),
         })?;
     }
     Ok(())
@@ -82,7 +83,8 @@ fn make_parent_private(rootfs: &Path) -> Result<(), SetupError> {
     let mut best: Option<&procfs::MountInfo> = None;
     for m in &infos {
         if rootfs.starts_with(&m.mount_point)
-            && best.is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len())
+            && best
+                .is_none_or(|b| m.mount_point.as_os_str().len() >= b.mount_point.as_os_str().len())
         {
             best = Some(m);
         }
@@ -159,7 +161,9 @@ fn mount_one(root: &Root, m: &Mount, ctx: &MountContext<'_>) -> Result<(), Setup
             })
         }
     }
-    let top = root.resolve(dest).ctx(|| "re-resolving after mount".into())?;
+    let top = root
+        .resolve(dest)
+        .ctx(|| "re-resolving after mount".into())?;
     if typ == "proc" && !procfs::is_procfs(top.as_fd()) {
         return Err(SetupError::invalid(
             "what was mounted is not procfs: refusing to continue",
@@ -188,7 +192,14 @@ fn ensure_real_dir(root: &Root, dest: &Path) -> Result<(), SetupError> {
             }
             Ok(())
         }
-        Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::ENOENT))) => Ok(()),
+        Err(e)
+            if matches!(
+                e.kind(),
+                pathrs::error::ErrorKind::OsError(Some(libc::ENOENT))
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e).ctx(|| "resolving mount point".into()),
     }
 }
@@ -255,9 +266,17 @@ pub fn create_file_target(root: &Root, dest: &Path) -> Result<Handle, SetupError
         root.mkdir_all(parent, &perm(0o755))
             .ctx(|| "creating parent of mount point".into())?;
     }
-    match root.create_file(dest, OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC, &perm(0o644)) {
+    match root.create_file(
+        dest,
+        OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC,
+        &perm(0o644),
+    ) {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                pathrs::error::ErrorKind::OsError(Some(libc::EEXIST))
+            ) => {}
         Err(e) => return Err(e).ctx(|| "creating file mount point".into()),
     }
     root.resolve(dest).ctx(|| "resolving mount point".into())
@@ -371,7 +390,11 @@ fn mount_cgroup(
                 .mkdir_all(&sub, &perm(0o755))
                 .ctx(|| format!("creating {}", sub.display()))?;
             let flags = if ro { base | MsFlags::MS_RDONLY } else { base };
-            let data = if mi.fs_type == "cgroup2" { None } else { Some(key.as_str()) };
+            let data = if mi.fs_type == "cgroup2" {
+                None
+            } else {
+                Some(key.as_str())
+            };
             mount(
                 Some("cgroup"),
                 fd_path(t.as_fd()).as_str(),
@@ -391,7 +414,9 @@ fn mount_cgroup(
         }
     }
     if ro {
-        let top = root.resolve(dest).ctx(|| "re-resolving cgroup tmpfs".into())?;
+        let top = root
+            .resolve(dest)
+            .ctx(|| "re-resolving cgroup tmpfs".into())?;
         mount(
             None::<&str>,
             fd_path(top.as_fd()).as_str(),
@@ -429,7 +454,9 @@ fn bind_host_cgroup(
         None::<&str>,
     )
     .ctx(|| format!("bind-mounting {}", host.display()))?;
-    let top = root.resolve(dest).ctx(|| "re-resolving cgroup bind".into())?;
+    let top = root
+        .resolve(dest)
+        .ctx(|| "re-resolving cgroup bind".into())?;
     remount(
         top.as_fd(),
         if ro { base | MsFlags::MS_RDONLY } else { base },
@@ -493,7 +520,12 @@ pub fn protect_paths(spec: &Spec) -> Result<(), SetupError> {
     for p in linux.readonly_paths().iter().flatten() {
         let h = match root.resolve(p) {
             Ok(h) => h,
-            Err(e) if matches!(e.kind(), pathrs::error::ErrorKind::OsError(Some(libc::ENOENT))) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    pathrs::error::ErrorKind::OsError(Some(libc::ENOENT))
+                ) =>
+            {
                 continue
             }
             Err(e) => return Err(e).ctx(|| format!("readonlyPaths: resolving {p}")),
@@ -506,7 +538,9 @@ pub fn protect_paths(spec: &Spec) -> Result<(), SetupError> {
             None::<&str>,
         )
         .ctx(|| format!("readonlyPaths: bind {p}"))?;
-        let top = root.resolve(p).ctx(|| format!("readonlyPaths: re-resolving {p}"))?;
+        let top = root
+            .resolve(p)
+            .ctx(|| format!("readonlyPaths: re-resolving {p}"))?;
         remount(
             top.as_fd(),
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,

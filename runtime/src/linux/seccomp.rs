@@ -1,7 +1,9 @@
 //! linux.seccomp → a BPF filter through libseccomp, the library runc, crun and youki use,
 //! so that a profile means the same thing under berth as under them.
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use oci_spec::runtime::LinuxSeccomp;
 use serde::Serialize;
 
@@ -37,7 +39,8 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SetupError> {
     )?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| fail("init", e))?;
     // no_new_privs is process.noNewPrivileges' decision, not the filter's.
-    ctx.set_ctl_nnp(false).map_err(|e| fail("nnp attribute", e))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(|e| fail("nnp attribute", e))?;
     for (i, a) in s.architectures().iter().flatten().enumerate() {
         let n = name_of(a);
         let arch: ScmpArch = n
@@ -56,7 +59,8 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SetupError> {
                 ctx.set_ctl_log(true).map_err(|e| fail("flag LOG", e))?;
             }
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => {
-                ctx.set_ctl_ssb(true).map_err(|e| fail("flag SPEC_ALLOW", e))?;
+                ctx.set_ctl_ssb(true)
+                    .map_err(|e| fail("flag SPEC_ALLOW", e))?;
             }
             "SECCOMP_FILTER_FLAG_TSYNC" => {
                 ctx.set_ctl_tsync(true).map_err(|e| fail("flag TSYNC", e))?;

@@ -22,7 +22,11 @@ pub fn parse_config(text: &str) -> Result<Spec, SpecError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         SpecError::Parse {
-            path: if path == "." { "(document)".into() } else { path },
+            path: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
             message: inner.to_string(),
         }
     })

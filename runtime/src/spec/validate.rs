@@ -17,7 +17,10 @@ pub fn validate(spec: &Spec, bundle_dir: &Path) -> Result<PathBuf, FieldError> {
     if !spec.version().starts_with("1.") {
         return Err(FieldError::new(
             "ociVersion",
-            format!("unsupported version {:?} (berth supports 1.x)", spec.version()),
+            format!(
+                "unsupported version {:?} (berth supports 1.x)",
+                spec.version()
+            ),
         ));
     }
     let rootfs = validate_root(spec, bundle_dir)?;
@@ -224,15 +227,26 @@ fn validate_mounts(spec: &Spec, rootfs: &Path) -> Result<(), FieldError> {
         // sysctls: CVE-2019-16884, CVE-2025-52881). Only the files lxcfs-style setups
         // virtualise are allowed.
         const PROC_ALLOWED: &[&str] = &[
-            "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
-            "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+            "/proc/cpuinfo",
+            "/proc/diskstats",
+            "/proc/meminfo",
+            "/proc/stat",
+            "/proc/swaps",
+            "/proc/uptime",
+            "/proc/loadavg",
+            "/proc/slabinfo",
+            "/proc/net/dev",
         ];
         if dest != Path::new("/proc")
             && dest.starts_with("/proc")
-            && !PROC_ALLOWED.iter().any(|a| dest == Path::new(a)) {
+            && !PROC_ALLOWED.iter().any(|a| dest == Path::new(a))
+        {
             return Err(FieldError::new(
                 field,
-                format!("{} is inside /proc: mounting over procfs is not allowed", dest.display()),
+                format!(
+                    "{} is inside /proc: mounting over procfs is not allowed",
+                    dest.display()
+                ),
             ));
         }
         if let Err(msg) = check_no_escape(rootfs, dest) {
@@ -240,8 +254,7 @@ fn validate_mounts(spec: &Spec, rootfs: &Path) -> Result<(), FieldError> {
         }
         let typ = m.typ().as_deref().unwrap_or("");
         let is_bind = typ == "bind"
-            || m
-                .options()
+            || m.options()
                 .iter()
                 .flatten()
                 .any(|o| o == "bind" || o == "rbind");
@@ -370,8 +383,13 @@ fn validate_linux(spec: &Spec, namespaces: &HashSet<LinuxNamespaceType>) -> Resu
         let needs = if k.starts_with("net.") {
             Some(LinuxNamespaceType::Network)
         } else if k.starts_with("fs.mqueue.")
-            || ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem"]
-                .contains(&k.as_str())
+            || [
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+            ]
+            .contains(&k.as_str())
             || k.starts_with("kernel.shm")
         {
             Some(LinuxNamespaceType::Ipc)
@@ -384,10 +402,7 @@ fn validate_linux(spec: &Spec, namespaces: &HashSet<LinuxNamespaceType>) -> Resu
             Some(ns) if !namespaces.contains(&ns) => {
                 return Err(FieldError::new(
                     field,
-                    format!(
-                        "needs the container's own {} namespace",
-                        ns_name(ns)
-                    ),
+                    format!("needs the container's own {} namespace", ns_name(ns)),
                 ))
             }
             None => {
@@ -400,8 +415,18 @@ fn validate_linux(spec: &Spec, namespaces: &HashSet<LinuxNamespaceType>) -> Resu
         }
     }
     if let Some(rp) = linux.rootfs_propagation() {
-        if !["", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"]
-            .contains(&rp.as_str())
+        if ![
+            "",
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "shared",
+            "rshared",
+            "unbindable",
+            "runbindable",
+        ]
+        .contains(&rp.as_str())
         {
             return Err(FieldError::new(
                 "linux.rootfsPropagation",
