@@ -346,9 +346,11 @@ pub fn assert_no_leftovers(root: &Root, id: &str, cgroup_path: &str, bundle_dir:
         !mounts.lines().any(|l| l.contains(&bundle)),
         "mount under {bundle} left behind"
     );
-    for p in processes_in_cgroup(cgroup_path) {
-        panic!("process {p} left behind in cgroup {cgroup_path}");
-    }
+    let procs = processes_in_cgroup(cgroup_path);
+    assert!(
+        procs.is_empty(),
+        "processes {procs:?} left behind in cgroup {cgroup_path}"
+    );
 }
 
 /// Pids of live processes whose cgroup (any hierarchy) is `cgroup_path` or below it.

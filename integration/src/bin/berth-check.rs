@@ -104,13 +104,15 @@ fn report() -> Value {
     // SAFETY: getgroups writes at most 64 entries into our buffer.
     let n = unsafe { libc::getgroups(64, groups.as_mut_ptr()) };
     groups.truncate(n.max(0) as usize);
+    // SAFETY: these getters take no arguments and cannot fail.
+    let (ppid, uid, gid, euid) =
+        unsafe { (libc::getppid(), libc::getuid(), libc::getgid(), libc::geteuid()) };
     json!({
         "pid": std::process::id(),
-        // SAFETY: trivial getters.
-        "ppid": unsafe { libc::getppid() },
-        "uid": unsafe { libc::getuid() },
-        "gid": unsafe { libc::getgid() },
-        "euid": unsafe { libc::geteuid() },
+        "ppid": ppid,
+        "uid": uid,
+        "gid": gid,
+        "euid": euid,
         "groups": groups,
         "hostname": hostname,
         "cwd": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -250,6 +252,54 @@ fn write_file(path: &str) -> Value {
     }
 }
 
+/// Opens `path` for `mode` (r, w or rw) and reports the errno: the device cgroup answers
+/// EPERM for a denied device.
+fn open_path(path: &str, mode: &str) -> Value {
+    let (read, write) = match mode {
+        "r" => (true, false),
+        "w" => (false, true),
+        "rw" => (true, true),
+        other => return json!({"error": format!("open: mode {other:?} is not r, w or rw")}),
+    };
+    let r = std::fs::OpenOptions::new()
+        .read(read)
+        .write(write)
+        .open(path);
+    let errno = r.err().map_or(0, |e| e.raw_os_error().unwrap_or(-1));
+    json!({"open": path, "mode": mode, "errno": errno})
+}
+
+/// mknod `path` as a character (c) or block (b) device `major`:`minor`, mode 0666.
+fn mknod(path: &str, kind: &str, major: &str, minor: &str) -> Value {
+    let fmt = match kind {
+        "c" => libc::S_IFCHR,
+        "b" => libc::S_IFBLK,
+        other => return json!({"error": format!("mknod: type {other:?} is not c or b")}),
+    };
+    let (Ok(maj), Ok(min)) = (major.parse::<u32>(), minor.parse::<u32>()) else {
+        return json!({"error": format!("mknod: bad device number {major}:{minor}")});
+    };
+    let Ok(c) = CString::new(path) else {
+        return json!({"error": "mknod: path contains NUL"});
+    };
+    let _ = std::fs::remove_file(path);
+    // SAFETY: valid C string; mknod only reads its arguments.
+    let r = unsafe { libc::mknod(c.as_ptr(), fmt | 0o666, libc::makedev(maj, min)) };
+    json!({"mknod": path, "errno": if r == 0 { 0 } else { errno() }})
+}
+
+/// Spins on the CPU for `ms` milliseconds of wall time (to be throttled by cpu.max).
+fn burn(ms: u64) -> Value {
+    let start = std::time::Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < std::time::Duration::from_millis(ms) {
+        for _ in 0..10_000 {
+            n = std::hint::black_box(n.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    json!({"burned_ms": start.elapsed().as_millis() as u64, "n": n & 1})
+}
+
 /// CVE-2019-5736: tries to open every /proc/<pid>/exe of processes that are not ours for
 /// writing, for `secs` seconds; reports any success.
 fn exe_attack(secs: u64) -> Value {
@@ -290,6 +340,12 @@ fn main() {
         "fork" => fork(arg.parse().unwrap_or(10)),
         "write" => write_file(&arg),
         "exe-attack" => exe_attack(arg.parse().unwrap_or(3)),
+        "open" => open_path(&arg, args.get(3).map(String::as_str).unwrap_or("r")),
+        "mknod" => {
+            let a = |i: usize| args.get(i).map(String::as_str).unwrap_or_default();
+            mknod(&arg, a(3), a(4), a(5))
+        }
+        "burn" => burn(arg.parse().unwrap_or(1000)),
         "ptrace" => {
             let pid: i32 = arg.parse().unwrap_or(1);
             // SAFETY: PTRACE_ATTACH with integer arguments; detached right away on success.

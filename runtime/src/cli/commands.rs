@@ -309,7 +309,7 @@ fn update(root: &StateRoot, a: UpdateArgs) -> Result<i32> {
         }
         None => LinuxResourcesBuilder::default().build()?,
     };
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = res.memory().unwrap_or_default();
     let mut mem_set = false;
     if let Some(m) = &a.memory {
         mem.set_limit(Some(parse_size("memory", m)?));
@@ -433,13 +433,16 @@ fn events(root: &StateRoot, id: &str, once: bool, interval: &str) -> Result<i32>
     let mut ooms = oom_kills(&st.cgroup_path);
     let mut next_stats = std::time::Instant::now();
     loop {
-        if container::status(root, &st) == Status::Stopped {
-            return Ok(0);
-        }
+        // The status first, the OOM count after it: an OOM kill that stopped the container
+        // is already counted when its death is seen, so it is reported before we return.
+        let stopped = container::status(root, &st) == Status::Stopped;
         let now_ooms = oom_kills(&st.cgroup_path);
         if now_ooms > ooms {
             emit("oom", serde_json::Value::Null)?;
             ooms = now_ooms;
+        }
+        if stopped {
+            return Ok(0);
         }
         if std::time::Instant::now() >= next_stats {
             if let Ok(s) = container::stats(root, id) {

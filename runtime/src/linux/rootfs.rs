@@ -298,7 +298,7 @@ pub fn remount(target: BorrowedFd<'_>, flags: MsFlags) -> Result<(), SetupError>
 }
 
 fn locked_flags(target: BorrowedFd<'_>) -> Result<MsFlags, SetupError> {
-    let st = fstatvfs(&target).ctx(|| "statvfs of mount".into())?;
+    let st = fstatvfs(target).ctx(|| "statvfs of mount".into())?;
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
