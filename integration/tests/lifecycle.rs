@@ -312,3 +312,49 @@ fn features_and_spec() {
     let v = root.ok(&["--version"]);
     assert!(v.contains("berth"));
 }
+
+/// `run`/`exec` in the foreground with a terminal and no --console-socket: berth relays the
+/// pty itself (driven through script(1), which gives berth a terminal of its own).
+#[test]
+fn foreground_terminal_is_relayed() {
+    let id = unique("tty");
+    let root = Root::new(&id);
+    let mut b = Bundle::new(Path::new(CHECK), &id, &["sh", "-c", "tty; stty size; exit 4"]);
+    b.config["process"]["terminal"] = serde_json::json!(true);
+    b.write();
+    let berth = berth_bin();
+    let cmd = format!(
+        "stty rows 33 cols 101; {} --root {} run --bundle {} {id}",
+        berth.display(),
+        root.dir.display(),
+        b.dir.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert!(text.contains("33 101"), "{text}");
+    assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+
+    let id2 = unique("ttyexec");
+    let b2 = Bundle::new(Path::new(CHECK), &id2, &["sleep", "60"]);
+    root.ok(&["run", "--detach", "--bundle", &b2.dir.display().to_string(), &id2]);
+    let cmd = format!(
+        "{} --root {} exec -t {id2} sh -c 'tty; exit 6'",
+        berth.display(),
+        root.dir.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    root.ok(&["delete", "--force", &id2]);
+}

@@ -15,7 +15,7 @@ use oci_spec::runtime::{
 };
 
 use super::args::{Command, CreateArgs, ExecArgs, Format, UpdateArgs};
-use super::{foreground, templates};
+use super::{foreground, templates, terminal};
 
 pub fn dispatch(root: &StateRoot, command: Command) -> Result<i32> {
     match command {
@@ -117,7 +117,26 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
-    let created = container::create(root, &create_options(a))?;
+    let mut opts = create_options(a);
+    // A foreground terminal without --console-socket: berth relays the pty itself.
+    let console = if !detach && opts.console_socket.is_none() && wants_terminal(&a.bundle) {
+        let l = terminal::ConsoleListener::new(&root.dir)?;
+        opts.console_socket = Some(l.path.clone());
+        Some(l)
+    } else {
+        None
+    };
+    let created = container::create(root, &opts)?;
+    let master = match &console {
+        Some(l) => match l.receive_master() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = container::delete(root, &a.id, true);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = container::start(root, &a.id) {
         let _ = container::delete(root, &a.id, true);
         return Err(e.into());
@@ -125,11 +144,22 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     if detach {
         return Ok(0);
     }
-    let code = foreground::wait_forwarding(created.pid);
+    let code = match master {
+        Some(m) => terminal::relay(m, created.pid),
+        None => foreground::wait_forwarding(created.pid),
+    };
     if !keep {
         container::delete(root, &a.id, true)?;
     }
     Ok(code)
+}
+
+/// Whether the bundle's process asks for a terminal (a bad bundle fails later, in create).
+fn wants_terminal(bundle: &Path) -> bool {
+    berth::spec::load_bundle(bundle)
+        .ok()
+        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
+        .unwrap_or(false)
 }
 
 fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
@@ -144,12 +174,20 @@ fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
         }
         None => process_from_args(root, &a)?,
     };
+    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false) {
+        Some(terminal::ConsoleListener::new(&root.dir)?)
+    } else {
+        None
+    };
     let pid = container::exec(
         root,
         &ExecOptions {
             id: a.id.clone(),
             process: Some(process),
-            console_socket: a.console_socket.clone(),
+            console_socket: console
+                .as_ref()
+                .map(|c| c.path.clone())
+                .or_else(|| a.console_socket.clone()),
             pid_file: a.pid_file.clone(),
             preserve_fds: a.preserve_fds,
             stdio: None,
@@ -157,6 +195,10 @@ fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
     )?;
     if a.detach {
         return Ok(0);
+    }
+    if let Some(c) = console {
+        let master = c.receive_master()?;
+        return Ok(terminal::relay(master, pid));
     }
     Ok(foreground::wait_forwarding(pid))
 }

@@ -6,3 +6,4 @@ pub mod foreground;
 pub mod image;
 pub mod logging;
 pub mod templates;
+pub mod terminal;
