@@ -1,5 +1,9 @@
 //! The container's cgroup, through youki's libcgroups (cgroup v1, hybrid and v2). berth
 //! decides the path and the order of operations; libcgroups knows the controller files.
+//! On a v2 host berth itself installs the eBPF device filter ([`devices_v2`]).
+
+mod bpf;
+pub mod devices_v2;
 
 use std::path::{Path, PathBuf};
 
@@ -16,17 +20,25 @@ pub enum CgroupError {
     Manager { path: String, message: String },
     #[error("--systemd-cgroup: berth has no systemd cgroup driver (and this host runs no systemd); use cgroupfs paths")]
     SystemdUnsupported,
+    #[error(transparent)]
+    Devices(#[from] devices_v2::DeviceError),
 }
 
 /// The cgroup of one container.
 pub struct Cgroup {
     pub path: PathBuf,
     manager: AnyCgroupManager,
+    /// The host is cgroup v2 only: the directory below.
+    unified_dir: Option<PathBuf>,
 }
 
 /// The cgroup path a spec asks for, or berth's default `/berth/<id>`.
 pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+    {
         Some(p) if p.is_absolute() => p.clone(),
         Some(p) => Path::new("/").join(p),
         None => PathBuf::from("/berth").join(id),
@@ -50,9 +62,12 @@ impl Cgroup {
             container_name: id.to_string(),
         })
         .map_err(|e| err(path, e))?;
+        let unified_dir = matches!(manager, AnyCgroupManager::V2(_))
+            .then(|| Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(path)));
         Ok(Cgroup {
             path: path.to_path_buf(),
             manager,
+            unified_dir,
         })
     }
 
@@ -60,7 +75,47 @@ impl Cgroup {
         self.manager.add_task(pid).map_err(|e| err(&self.path, e))
     }
 
-    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+    /// Applies the spec's limits when the container is created (after `add_task`). On v2
+    /// the device filter is installed even when the spec has no resources: without one the
+    /// container could open every device of the host.
+    pub fn apply_spec(&self, spec: &Spec) -> Result<(), CgroupError> {
+        let linux = spec.linux().as_ref();
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        if let Some(r) = resources {
+            self.apply_limits(r)?;
+        }
+        // Validated on every host, so a bad rule fails the same way everywhere.
+        let rules = devices_v2::effective_rules(
+            resources
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+            linux
+                .and_then(|l| l.devices().as_deref())
+                .unwrap_or_default(),
+        )?;
+        match &self.unified_dir {
+            Some(dir) => Ok(devices_v2::install(dir, &rules)?),
+            None => Ok(()),
+        }
+    }
+
+    /// `update`: applies what `resources` sets, leaving the rest as it is. Devices are
+    /// replaced only when given; `spec_devices` are the container's `linux.devices` (their
+    /// paths drop default rules, as at create).
+    pub fn apply(
+        &self,
+        resources: &LinuxResources,
+        spec_devices: &[oci_spec::runtime::LinuxDevice],
+    ) -> Result<(), CgroupError> {
+        self.apply_limits(resources)?;
+        if let (Some(dir), Some(devices)) = (&self.unified_dir, resources.devices()) {
+            let rules = devices_v2::effective_rules(devices, spec_devices)?;
+            devices_v2::install(dir, &rules)?;
+        }
+        Ok(())
+    }
+
+    fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let opt = ControllerOpt {
             resources,
             disable_oom_killer: resources

@@ -178,9 +178,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
     if let Some(cg) = &rb.cgroup {
         cg.add_task(pid)?;
-        if let Some(res) = bundle.spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cg.apply(res)?;
-        }
+        cg.apply_spec(&bundle.spec)?;
     }
     if let Some(h) = bundle.spec.hooks() {
         #[allow(deprecated)]

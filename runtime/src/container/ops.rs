@@ -249,7 +249,13 @@ pub fn update(root: &StateRoot, id: &str, resources: &LinuxResources) -> Result<
             hint: "cannot update a stopped container".into(),
         });
     }
-    Ok(cgroup_of(&st)?.apply(resources)?)
+    // The container's linux.devices decide which default device rules apply (as at
+    // create); a bundle that has gone away just means none are dropped.
+    let devices = crate::spec::load_bundle(&st.bundle)
+        .ok()
+        .and_then(|b| b.spec.linux().as_ref().and_then(|l| l.devices().clone()))
+        .unwrap_or_default();
+    Ok(cgroup_of(&st)?.apply(resources, &devices)?)
 }
 
 pub fn stats(root: &StateRoot, id: &str) -> Result<libcgroups::stats::Stats, Error> {
