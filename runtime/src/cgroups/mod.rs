@@ -1,11 +1,14 @@
 //! The container's cgroup, through youki's libcgroups (cgroup v1, hybrid and v2). berth
 //! decides the path and the order of operations; libcgroups knows the controller files.
-//! On a v2 host berth itself installs the eBPF device filter ([`devices_v2`]).
+//! On a v2 host berth itself applies what libcgroups 0.7 gets wrong or leaves out ([`v2`])
+//! and installs the eBPF device filter ([`devices_v2`]).
 
 mod bpf;
 pub mod devices_v2;
+pub mod v2;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, CgroupSetup,
@@ -23,6 +26,9 @@ pub enum CgroupError {
     #[error(transparent)]
     Devices(#[from] devices_v2::DeviceError),
 }
+
+/// How long `remove` waits for killed processes to leave the cgroup.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The cgroup of one container.
 pub struct Cgroup {
@@ -116,6 +122,15 @@ impl Cgroup {
     }
 
     fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        let Some(dir) = &self.unified_dir else {
+            return self.apply_libcgroups(resources);
+        };
+        let (rest, own) = v2::split(resources);
+        self.apply_libcgroups(&rest)?;
+        v2::apply_own(dir, &own).map_err(|e| err(&self.path, e))
+    }
+
+    fn apply_libcgroups(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         let opt = ControllerOpt {
             resources,
             disable_oom_killer: resources
@@ -148,7 +163,10 @@ impl Cgroup {
 
     /// Kills what is left and removes the cgroup in every hierarchy.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        self.manager.remove().map_err(|e| err(&self.path, e))
+        match &self.unified_dir {
+            Some(dir) => v2::remove(dir, REMOVE_TIMEOUT).map_err(|e| err(&self.path, e)),
+            None => self.manager.remove().map_err(|e| err(&self.path, e)),
+        }
     }
 }
 
