@@ -121,7 +121,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         None => None,
     };
     let _pid_ns = enter_namespaces_for_children(&bundle.spec)?;
-    let flags = namespaces::new_flags(&bundle.spec) & !CloneFlags::from_bits_retain(0x80);
+    // Not at clone: a new time namespace is entered above, and a new cgroup namespace is
+    // made by the child once it is in its cgroup (see init), so that the cgroup becomes
+    // the namespace's root.
+    let flags = namespaces::new_flags(&bundle.spec)
+        & !(CloneFlags::from_bits_retain(0x80) | CloneFlags::CLONE_NEWCGROUP);
     let mut inherit: Vec<RawFd> = (3..min_fd).collect();
     if let Some(c) = &console {
         inherit.push(c.as_raw_fd());

@@ -124,6 +124,13 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
     if user_ns {
         become_ns_root()?;
     }
+    if namespaces::new_flags(spec).contains(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        // Only now: the parent moved us into the container's cgroup before `Go`, and a
+        // cgroup namespace takes the creator's cgroup as its root. Made at clone time, it
+        // would be rooted at berth's cgroup and show the container the host's tree.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
+    }
     if namespaces::has(spec, LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
