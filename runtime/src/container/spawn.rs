@@ -45,7 +45,8 @@ pub fn spawn(
     // Everything the child needs is computed before clone: after it, the child only does
     // async-signal-safe work until it execs.
     let env = [CString::new(format!("{INIT_ENV}={child_fd}")).unwrap_or_default()];
-    let sealed = crate::linux::exe::SealedExec::new(&[c"berth-init"], &env);
+    let sealed = crate::linux::exe::SealedExec::new(&[c"berth-init"], &env)
+        .map_err(|e| Error::io("making a sealed copy of berth", e))?;
     // The failure report is framed now: the child must not allocate.
     let body = br#"{"Error":"re-executing berth from a sealed copy failed"}"#;
     let mut failure = (body.len() as u32).to_le_bytes().to_vec();
