@@ -8,6 +8,7 @@
 //! - [`cgroups`]: the adapter over youki's libcgroups (v1, hybrid, v2)
 //! - [`state`]: state records under the state root, status derived from the live system
 //! - [`sync`]: the parent/child channel; [`hooks`]: OCI hooks
+//! - [`task`]: ECS task definitions run as sandboxes (task cgroup, shared netns, dependsOn, health)
 //!
 //! docs/DESIGN.md in the repository explains the process model and the decisions taken.
 
@@ -20,3 +21,4 @@ pub mod linux;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod task;

@@ -148,6 +148,8 @@ pub enum Command {
     Restore { id: String },
     /// Manage images in berth's local store (import, ls, rm).
     Image(super::image::ImageArgs),
+    /// Run ECS task definitions as sandboxes (run, ls, describe, stop, logs, rm).
+    Task(super::task::TaskArgs),
 }
 
 #[derive(Args, Debug)]

@@ -85,6 +85,7 @@ pub fn dispatch(root: &StateRoot, command: Command) -> Result<i32> {
             Ok(0)
         }
         Command::Image(a) => super::image::run(a),
+        Command::Task(a) => super::task::run(root, a),
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             bail!("checkpoint/restore is not implemented in berth")
         }

@@ -5,5 +5,6 @@ pub mod commands;
 pub mod foreground;
 pub mod image;
 pub mod logging;
+pub mod task;
 pub mod templates;
 pub mod terminal;
