@@ -4,7 +4,7 @@
 //! which ECS uses). Failures during startPeriod do not count; a success then still counts.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -127,7 +127,7 @@ pub fn describe(h: Option<Health>) -> Option<String> {
 }
 
 /// The exec'd process's identity for the checks: the container's config.json process.
-pub fn container_process(bundle: &PathBuf) -> Option<oci_spec::runtime::Process> {
+pub fn container_process(bundle: &Path) -> Option<oci_spec::runtime::Process> {
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
     spec.process().clone()
 }

@@ -32,20 +32,20 @@ pub use runner::{run, RunOptions, TaskOutcome};
 pub enum Error {
     /// The task definition is invalid; the text is berth_taskdef's path-precise message.
     #[error("{0}")]
-    Definition(#[from] berth_taskdef::Error),
+    Definition(#[from] Box<berth_taskdef::Error>),
     #[error("container {container}: image {image}: {source}")]
     Image {
         container: String,
         image: String,
-        source: crate::image::Error,
+        source: Box<crate::image::Error>,
     },
     #[error("container {container}: {source}")]
     Container {
         container: String,
-        source: crate::container::Error,
+        source: Box<crate::container::Error>,
     },
     #[error(transparent)]
-    Cgroup(#[from] crate::cgroups::CgroupError),
+    Cgroup(#[from] Box<crate::cgroups::CgroupError>),
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
     #[error("task {0} does not exist")]
@@ -54,6 +54,18 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<berth_taskdef::Error> for Error {
+    fn from(e: berth_taskdef::Error) -> Self {
+        Error::Definition(Box::new(e))
+    }
+}
+
+impl From<crate::cgroups::CgroupError> for Error {
+    fn from(e: crate::cgroups::CgroupError) -> Self {
+        Error::Cgroup(Box::new(e))
+    }
 }
 
 impl Error {

@@ -38,6 +38,9 @@ pub const REASON_OOM: &str = "OutOfMemoryError: Container killed due to memory u
 pub const REASON_USER: &str = "Task stopped by user";
 pub const REASON_HEALTH: &str = "Task failed container health checks";
 
+/// Called with the task id once the task runs (or has stopped).
+pub type OnStarted = Box<dyn FnOnce(&str) + Send>;
+
 pub struct RunOptions {
     pub berth_root: PathBuf,
     pub image_root: PathBuf,
@@ -51,7 +54,7 @@ pub struct RunOptions {
     pub stop: Arc<AtomicBool>,
     /// Called once every container of the first start level is up (or the task has stopped), with
     /// the task id: the detaching CLI waits for this through task.json instead.
-    pub on_started: Option<Box<dyn FnOnce(&str) + Send>>,
+    pub on_started: Option<OnStarted>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +144,7 @@ pub fn run(path: &Path, mut opts: RunOptions) -> Result<TaskOutcome, Error> {
     let store = Store::open(&opts.image_root).map_err(|e| Error::Image {
         container: String::new(),
         image: opts.image_root.display().to_string(),
-        source: e,
+        source: Box::new(e),
     })?;
     let mut images: HashMap<String, Image> = HashMap::new();
     let mut processes = Vec::new();
@@ -150,7 +153,7 @@ pub fn run(path: &Path, mut opts: RunOptions) -> Result<TaskOutcome, Error> {
             let image = store.resolve(&c.image).map_err(|e| Error::Image {
                 container: c.name.clone(),
                 image: c.image.clone(),
-                source: e,
+                source: Box::new(e),
             })?;
             images.insert(c.image.clone(), image);
         }
@@ -452,6 +455,18 @@ impl<'a> Runner<'a> {
         for i in to_delete {
             self.reap_run(i);
         }
+        // An essential container that turns UNHEALTHY stops the task, as ECS does.
+        let mut st = self.shared.lock();
+        if st.stopping.is_none() {
+            let unhealthy = self.slots.iter().zip(&st.ctrs).any(|(slot, c)| {
+                slot.plan.essential
+                    && c.phase == Phase::Running
+                    && c.health == Some(Health::Unhealthy)
+            });
+            if unhealthy {
+                st.stopping = Some((REASON_HEALTH.to_string(), "ServiceSchedulerInitiated"));
+            }
+        }
     }
 
     /// Cleans up after one run of a container: its berth container record and cgroup, its
@@ -585,7 +600,7 @@ impl<'a> Runner<'a> {
         let name = slot.plan.name.clone();
         let cerr = |e| Error::Container {
             container: name.clone(),
-            source: e,
+            source: Box::new(e),
         };
         if slot.rootfs.is_none() {
             let rootfs = self
@@ -594,7 +609,7 @@ impl<'a> Runner<'a> {
                 .map_err(|e| Error::Image {
                     container: name.clone(),
                     image: slot.plan.image.clone(),
-                    source: e,
+                    source: Box::new(e),
                 })?;
             let etc = bundle::etc_files(&slot.bundle_dir, &self.id, &slot.plan)?;
             let etc: Vec<(PathBuf, &str)> = etc.into_iter().collect();

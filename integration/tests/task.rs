@@ -1,0 +1,554 @@
+//! ECS task definitions run as sandboxes, end to end as root: the busybox image is built by
+//! bundles/make-busybox-image.sh, imported into a private image root, and the berth binary runs
+//! tasks against a private state root. Each test checks the live system (cgroup files, HTTP over
+//! the port mapping, exit codes) and that a task leaves nothing behind.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use berth_integration::*;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A private image root holding busybox:latest, made once per test process.
+fn image_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let archive = scratch().join("task-busybox-oci.tar");
+        let o = Command::new("bash")
+            .arg(repo().join("bundles/make-busybox-image.sh"))
+            .arg(&archive)
+            .output()
+            .expect("run make-busybox-image.sh");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let root = scratch().join(format!("task-images-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let o = Command::new(berth_bin())
+            .args(["image", "--image-root"])
+            .arg(&root)
+            .arg("import")
+            .arg(&archive)
+            .output()
+            .expect("berth image import");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        root
+    })
+    .clone()
+}
+
+/// A state root whose tasks are stopped and removed when the test ends, also when it fails.
+struct TaskRoot(Root);
+
+impl std::ops::Deref for TaskRoot {
+    type Target = Root;
+    fn deref(&self) -> &Root {
+        &self.0
+    }
+}
+
+impl Drop for TaskRoot {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.0.dir.join("tasks")) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = task(&self.0, &["stop", &id]);
+                let _ = task(&self.0, &["rm", &id]);
+            }
+        }
+    }
+}
+
+fn task_root(name: &str) -> TaskRoot {
+    TaskRoot(Root::new(&unique(name)))
+}
+
+/// `berth --root R task --image-root I ARGS…`
+fn task(root: &Root, args: &[&str]) -> std::process::Output {
+    let images = image_root().display().to_string();
+    let mut all = vec!["task", "--image-root", images.as_str()];
+    all.extend_from_slice(args);
+    root.berth(&all)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn describe(root: &Root, id: &str) -> Value {
+    let o = task(root, &["describe", id]);
+    assert!(o.status.success(), "describe: {}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("describe JSON")
+}
+
+fn container<'a>(d: &'a Value, name: &str) -> &'a Value {
+    d["containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {d}"))
+}
+
+fn write_def(name: &str, def: Value) -> PathBuf {
+    let p = scratch().join(format!("{}.json", unique(name)));
+    std::fs::write(&p, serde_json::to_vec_pretty(&def).expect("json")).expect("write def");
+    p
+}
+
+fn def(family: &str, containers: Value) -> Value {
+    json!({"family": family, "cpu": "256", "memory": "512", "networkMode": "awsvpc",
+           "containerDefinitions": containers})
+}
+
+/// Every per-task trace: cgroup dirs, namespace mounts, rootfs mounts.
+fn assert_no_task_leftovers(root: &Root, id: &str) {
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup fs")
+        .flatten()
+    {
+        let p = h.path().join("berth-tasks").join(id);
+        assert!(!p.exists(), "cgroup left behind: {}", p.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = root.dir.join("tasks").join(id).display().to_string();
+    assert!(!mounts.contains(&dir), "mounts left under {dir}:\n{mounts}");
+    let task_dir = root.dir.join("tasks").join(id);
+    for sub in ["ns", "bundles", "containers", "volumes"] {
+        assert!(
+            !task_dir.join(sub).exists(),
+            "{sub} left in {}",
+            task_dir.display()
+        );
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
+    std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/{controller}/berth-tasks/{id}/{file}"
+    ))
+    .unwrap_or_else(|e| panic!("{controller}/{id}/{file}: {e}"))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn batch_sample_runs_in_dependency_order() {
+    let root = task_root("task-batch");
+    let o = task(
+        &root,
+        &[
+            "run",
+            "--name",
+            "batch",
+            &repo()
+                .join("bundles/tasks/batch.json")
+                .display()
+                .to_string(),
+        ],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout {out}\nstderr {}",
+        text(&o.stderr)
+    );
+    assert!(out.contains("report | report: 41 bytes of input"), "{out}");
+    let d = describe(&root, "batch");
+    assert_eq!(d["lastStatus"], "STOPPED");
+    assert_eq!(d["stoppedReason"], "Essential container in task exited");
+    for name in ["prepare", "work", "report"] {
+        assert_eq!(container(&d, name)["exitCode"], 0, "{d}");
+    }
+    // SUCCESS and COMPLETE: each starts only after its dependency finished.
+    let t = |n: &str, f: &str| container(&d, n)[f].as_str().unwrap_or_default().to_string();
+    assert!(t("prepare", "finishedAt") <= t("work", "startedAt"), "{d}");
+    assert!(t("work", "finishedAt") <= t("report", "startedAt"), "{d}");
+    // Logs: Docker json-file lines with stream and time.
+    let log = std::fs::read_to_string(root.dir.join("tasks/batch/logs/report.log")).expect("log");
+    let line: Value =
+        serde_json::from_str(log.lines().next().unwrap_or_default()).expect("json line");
+    assert_eq!(line["stream"], "stdout");
+    assert_eq!(line["log"], "report: 41 bytes of input\n");
+    assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let logs = task(&root, &["logs", "batch", "report"]);
+    assert_eq!(text(&logs.stdout), "report: 41 bytes of input\n");
+    assert_no_task_leftovers(&root, "batch");
+    assert!(task(&root, &["rm", "batch"]).status.success());
+    assert!(!root.dir.join("tasks/batch").exists());
+}
+
+#[test]
+fn task_cgroup_values_land_in_the_cgroup_files() {
+    let root = task_root("task-cg");
+    let f = write_def(
+        "cg",
+        def(
+            "cg",
+            json!([{"name": "main", "image": "busybox", "cpu": 128, "memory": 256,
+            "memoryReservation": 128,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "cg", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(cgroup_file("cpu", "cg", "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file("cpu", "cg", "cpu.cfs_quota_us"), "25000");
+    assert_eq!(
+        cgroup_file("memory", "cg", "memory.limit_in_bytes"),
+        (512u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file("pids", "cg", "pids.max"), "4096");
+    assert_eq!(cgroup_file("cpu", "cg", "main/cpu.shares"), "128");
+    assert_eq!(
+        cgroup_file("memory", "cg", "main/memory.limit_in_bytes"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(
+        cgroup_file("memory", "cg", "main/memory.soft_limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+    // The container's processes are in its child cgroup.
+    let procs = cgroup_file("pids", "cg", "main/cgroup.procs");
+    assert!(!procs.is_empty());
+    let ls = text(&task(&root, &["ls"]).stdout);
+    assert!(ls.contains("cg") && ls.contains("RUNNING"), "{ls}");
+    assert!(task(&root, &["stop", "cg"]).status.success());
+    let d = describe(&root, "cg");
+    assert_eq!(d["stoppedReason"], "Task stopped by user");
+    assert_eq!(container(&d, "main")["exitCode"], 0, "{d}");
+    assert_no_task_leftovers(&root, "cg");
+}
+
+#[test]
+fn memory_hog_is_oom_killed_with_the_ecs_reason() {
+    let root = task_root("task-oom");
+    let o = task(
+        &root,
+        &[
+            "run",
+            "--name",
+            "oom",
+            &repo().join("bundles/tasks/oom.json").display().to_string(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(137), "{}", text(&o.stderr));
+    let d = describe(&root, "oom");
+    assert_eq!(
+        d["stoppedReason"],
+        "OutOfMemoryError: Container killed due to memory usage"
+    );
+    assert_eq!(container(&d, "hog")["exitCode"], 137);
+    assert_no_task_leftovers(&root, "oom");
+}
+
+#[test]
+fn cpu_hog_is_held_near_a_quarter_cpu() {
+    let root = task_root("task-cpu");
+    let f = write_def(
+        "cpu",
+        def(
+            "cpu",
+            json!([{"name": "hog", "image": "busybox",
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "cpu", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    std::thread::sleep(Duration::from_millis(500));
+    let usage = || {
+        cgroup_file("cpuacct", "cpu", "cpuacct.usage")
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let (u0, t0) = (usage(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let (u1, t1) = (usage(), Instant::now());
+    let share = (u1 - u0) as f64 / (t1 - t0).as_nanos() as f64;
+    eprintln!(
+        "cpu hog in a 256-unit task: {:.1}% of one CPU",
+        share * 100.0
+    );
+    assert!((0.15..=0.35).contains(&share), "cpu share {share}");
+    assert!(task(&root, &["stop", "cpu"]).status.success());
+    assert_no_task_leftovers(&root, "cpu");
+}
+
+#[test]
+fn essential_exit_stops_the_others_within_stop_timeout() {
+    let root = task_root("task-ess");
+    let f = write_def(
+        "ess",
+        def(
+            "ess",
+            json!([
+                {"name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 1; exit 3"]},
+                // PID 1 sh ignores SIGTERM: only the SIGKILL after stopTimeout ends it.
+                {"name": "side", "image": "busybox", "essential": false, "stopTimeout": 2,
+                 "command": ["sh", "-c", "sleep 600"]}
+            ]),
+        ),
+    );
+    let start = Instant::now();
+    let o = task(&root, &["run", "--name", "ess", &f.display().to_string()]);
+    let took = start.elapsed();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "stopTimeout not waited: {took:?}"
+    );
+    let d = describe(&root, "ess");
+    assert_eq!(d["stoppedReason"], "Essential container in task exited");
+    assert_eq!(container(&d, "side")["exitCode"], 137, "{d}");
+    assert_no_task_leftovers(&root, "ess");
+}
+
+#[test]
+fn start_and_success_conditions_and_a_failed_dependency() {
+    let root = task_root("task-deps");
+    let f = write_def(
+        "deps",
+        def(
+            "deps",
+            json!([
+                {"name": "init", "image": "busybox", "essential": false,
+                 "command": ["sh", "-c", "exit 4"]},
+                {"name": "after", "image": "busybox", "essential": false,
+                 "dependsOn": [{"containerName": "init", "condition": "SUCCESS"}],
+                 "command": ["true"]},
+                {"name": "main", "image": "busybox",
+                 "dependsOn": [{"containerName": "init", "condition": "START"}],
+                 "command": ["sh", "-c", "sleep 1; echo done"]}
+            ]),
+        ),
+    );
+    let o = task(&root, &["run", "--name", "deps", &f.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let d = describe(&root, "deps");
+    assert_eq!(container(&d, "init")["exitCode"], 4);
+    let after = container(&d, "after");
+    assert!(after["exitCode"].is_null(), "{d}");
+    assert!(
+        after["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did not reach SUCCESS"),
+        "{d}"
+    );
+    assert_eq!(container(&d, "main")["exitCode"], 0);
+    assert_no_task_leftovers(&root, "deps");
+}
+
+#[test]
+fn web_sample_healthy_dependency_and_port_mapping_serves_http() {
+    let root = task_root("task-web");
+    let o = task(
+        &root,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            &repo().join("bundles/tasks/web.json").display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let d = describe(&root, "web");
+    assert_eq!(container(&d, "web")["healthStatus"], "UNKNOWN", "{d}");
+    assert_eq!(container(&d, "probe")["lastStatus"], "PENDING", "{d}");
+    wait_for("web HEALTHY", Duration::from_secs(20), || {
+        container(&describe(&root, "web"), "web")["healthStatus"] == "HEALTHY"
+    });
+    wait_for("probe RUNNING", Duration::from_secs(5), || {
+        container(&describe(&root, "web"), "probe")["lastStatus"] == "RUNNING"
+    });
+    let mut s = TcpStream::connect("127.0.0.1:8080").expect("connect to the port mapping");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.") && resp.contains(" 200 "),
+        "{resp}"
+    );
+    assert!(resp.ends_with("hello from berth\n"), "{resp}");
+    wait_for("probe output in its log", Duration::from_secs(5), || {
+        text(&task(&root, &["logs", "web", "probe"]).stdout).contains("hello from berth")
+    });
+    assert!(task(&root, &["stop", "web"]).status.success());
+    let d = describe(&root, "web");
+    assert_eq!(d["lastStatus"], "STOPPED");
+    assert_eq!(container(&d, "web")["exitCode"], 0, "{d}");
+    assert!(
+        TcpStream::connect("127.0.0.1:8080").is_err(),
+        "listener left open"
+    );
+    assert_no_task_leftovers(&root, "web");
+}
+
+#[test]
+fn health_turns_unhealthy_and_stops_the_task() {
+    let root = task_root("task-health");
+    let f = write_def(
+        "health",
+        def(
+            "health",
+            json!([{"name": "main", "image": "busybox",
+            "command": ["sh", "-c", "touch /tmp/ok; sleep 6; rm /tmp/ok; trap 'exit 0' TERM; sleep 600 & wait"],
+            "healthCheck": {"command": ["CMD", "test", "-f", "/tmp/ok"],
+                            "interval": 5, "timeout": 2, "retries": 1}}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "health", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("HEALTHY", Duration::from_secs(10), || {
+        container(&describe(&root, "health"), "main")["healthStatus"] == "HEALTHY"
+    });
+    wait_for("UNHEALTHY and stopped", Duration::from_secs(20), || {
+        describe(&root, "health")["lastStatus"] == "STOPPED"
+    });
+    let d = describe(&root, "health");
+    assert_eq!(container(&d, "main")["healthStatus"], "UNHEALTHY", "{d}");
+    assert_eq!(d["stoppedReason"], "Task failed container health checks");
+    assert_no_task_leftovers(&root, "health");
+}
+
+#[test]
+fn restart_policy_restarts_after_the_attempt_period() {
+    let root = task_root("task-restart");
+    // ECS restarts only a container that ran at least restartAttemptPeriod (minimum 60 s).
+    let f = write_def(
+        "restart",
+        def(
+            "restart",
+            json!([{"name": "main", "image": "busybox",
+            "command": ["sh", "-c", "echo run; sleep 61; exit 5"],
+            "restartPolicy": {"enabled": true, "restartAttemptPeriod": 60}}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "restart", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_for("a restart", Duration::from_secs(75), || {
+        container(&describe(&root, "restart"), "main")["restartCount"] == 1
+    });
+    let d = describe(&root, "restart");
+    assert_eq!(d["lastStatus"], "RUNNING", "{d}");
+    assert_eq!(container(&d, "main")["lastStatus"], "RUNNING", "{d}");
+    wait_for("second run's output", Duration::from_secs(5), || {
+        text(&task(&root, &["logs", "restart", "main"]).stdout)
+            .matches("run")
+            .count()
+            == 2
+    });
+    assert!(task(&root, &["stop", "restart"]).status.success());
+    assert_no_task_leftovers(&root, "restart");
+}
+
+#[test]
+fn volumes_user_env_and_readonly_root_are_honoured() {
+    let root = task_root("task-fields");
+    let mut d = def(
+        "fields",
+        json!([
+            {"name": "writer", "image": "busybox", "essential": false,
+             "command": ["sh", "-c", "echo shared > /data/f"],
+             "mountPoints": [{"sourceVolume": "data", "containerPath": "/data"}]},
+            {"name": "main", "image": "busybox",
+             "dependsOn": [{"containerName": "writer", "condition": "SUCCESS"}],
+             "user": "65534:65534", "workingDirectory": "/tmp",
+             "readonlyRootFilesystem": true,
+             "environment": [{"name": "GREETING", "value": "hi"}],
+             "ulimits": [{"name": "nofile", "softLimit": 1000, "hardLimit": 1000}],
+             "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
+             "command": ["sh", "-c",
+                "echo $(id -u):$(id -g) $PWD $GREETING $(ulimit -n) $(cat /data/f) $(hostname); touch /x 2>/dev/null && echo rw || echo ro; grep CapEff /proc/self/status"],
+             "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]}
+        ]),
+    );
+    d["volumes"] = json!([{"name": "data"}]);
+    let f = write_def("fields", d);
+    let o = task(
+        &root,
+        &["run", "--name", "fields", &f.display().to_string()],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    assert!(
+        out.contains("main | 65534:65534 /tmp hi 1000 shared fields"),
+        "{out}"
+    );
+    assert!(out.contains("main | ro"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert_no_task_leftovers(&root, "fields");
+}
+
+#[test]
+fn invalid_definitions_fail_with_their_path_and_leave_nothing() {
+    let root = task_root("task-invalid");
+    let dir = repo().join("bundles/tasks/invalid");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("invalid dir").flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let expected = std::fs::read_to_string(p.with_extension("expected")).expect("expected");
+        for detach in [false, true] {
+            let mut args = vec!["run"];
+            if detach {
+                args.push("-d");
+            }
+            let file = p.display().to_string();
+            args.push(&file);
+            let o = task(&root, &args);
+            assert!(!o.status.success(), "{} was accepted", p.display());
+            let err = text(&o.stderr);
+            assert!(err.contains(expected.trim()), "{}: {err}", p.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} invalid samples");
+    // Nothing made: no task state, no cgroups, no supervisor.
+    let tasks = root.dir.join("tasks");
+    let left: Vec<_> = std::fs::read_dir(&tasks)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left: {left:?}");
+    let ps = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|c| c.contains("--supervise") && c.contains(&root.dir.display().to_string()))
+        .count();
+    assert_eq!(ps, 0, "a supervisor was started");
+}
