@@ -10,8 +10,8 @@ use berth::container::{self, CreateOptions, ExecOptions};
 use berth::state::{OciState, StateRoot, Status};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxPidsBuilder,
-    LinuxResources, LinuxResourcesBuilder, Process, UserBuilder,
+    Capability, LinuxCapabilities, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    Process, UserBuilder,
 };
 
 use super::args::{Command, CreateArgs, ExecArgs, Format, UpdateArgs};
@@ -166,8 +166,8 @@ fn wants_terminal(bundle: &Path) -> bool {
 fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
     let process = match &a.process {
         Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("--process {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("--process {}", p.display()))?;
             let de = &mut serde_json::Deserializer::from_str(&text);
             let process: Process = serde_path_to_error::deserialize(de)
                 .map_err(|e| anyhow!("--process {}: {}: {}", p.display(), e.path(), e.inner()))?;
@@ -175,7 +175,8 @@ fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {
         }
         None => process_from_args(root, &a)?,
     };
-    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false) {
+    let console = if !a.detach && a.console_socket.is_none() && process.terminal().unwrap_or(false)
+    {
         Some(terminal::ConsoleListener::new(&root.dir)?)
     } else {
         None
@@ -242,7 +243,8 @@ fn process_from_args(root: &StateRoot, a: &ExecArgs) -> Result<Process> {
         let mut caps: LinuxCapabilities = p.capabilities().clone().unwrap_or_default();
         for c in &a.cap {
             let name = c.trim_start_matches("CAP_");
-            let cap = Capability::from_str(name).map_err(|_| anyhow!("--cap {c}: unknown capability"))?;
+            let cap =
+                Capability::from_str(name).map_err(|_| anyhow!("--cap {c}: unknown capability"))?;
             let add = |s: &Option<std::collections::HashSet<Capability>>| {
                 let mut s = s.clone().unwrap_or_default();
                 s.insert(cap);

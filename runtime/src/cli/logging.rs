@@ -16,6 +16,16 @@ pub struct Logger {
 
 impl Logger {
     pub fn init(file: Option<&Path>, format: LogFormat, debug: bool) -> Logger {
+        let logger = Logger {
+            file: file.map(Path::to_path_buf),
+            format,
+        };
+        // Without --log or --debug nothing below WARN is wanted, and berth's own warnings
+        // are rare: skip the subscriber (its code and allocations are a measurable part of
+        // a short CLI call's time and memory) and print errors directly.
+        if file.is_none() && !debug {
+            return logger;
+        }
         let level = if debug {
             tracing::Level::DEBUG
         } else {
@@ -55,10 +65,7 @@ impl Logger {
                 let _ = tracing::subscriber::set_global_default(s.with(filter));
             }
         }
-        Logger {
-            file: file.map(Path::to_path_buf),
-            format,
-        }
+        logger
     }
 
     pub fn error(&self, msg: &str) {

@@ -90,6 +90,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         ));
     }
 
+    tracing::debug!("create: spec validated");
     let dir = root.create_dir(&opts.id)?;
     let mut rb = Rollback {
         root,
@@ -139,6 +140,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         flags.contains(CloneFlags::CLONE_NEWUSER),
     )?;
     let pid = spawned.pid;
+    tracing::debug!(pid = pid.as_raw(), "create: cloned");
     rb.child = Some(pid);
     let mut ch = spawned.channel;
     drop(console);
@@ -166,7 +168,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
         fifo: Some(fifo),
-        console_fd: opts.console_socket.as_ref().map(|_| *inherit.last().unwrap_or(&-1)),
+        console_fd: opts
+            .console_socket
+            .as_ref()
+            .map(|_| *inherit.last().unwrap_or(&-1)),
         preserve_fds: opts.preserve_fds,
         no_pivot: opts.no_pivot,
         ns_pidfd: None,
@@ -182,26 +187,32 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
     if let Some(cg) = &rb.cgroup {
         cg.add_task(pid)?;
+        tracing::debug!("create: cgroup joined");
         cg.apply_spec(&bundle.spec)?;
     }
     if let Some(h) = bundle.spec.hooks() {
         #[allow(deprecated)]
-        crate::hooks::run_all("prestart", h.prestart().as_deref().unwrap_or_default(), &hook_state)?;
+        crate::hooks::run_all(
+            "prestart",
+            h.prestart().as_deref().unwrap_or_default(),
+            &hook_state,
+        )?;
         crate::hooks::run_all(
             "createRuntime",
             h.create_runtime().as_deref().unwrap_or_default(),
             &hook_state,
         )?;
     }
+    tracing::debug!("create: resources applied, hooks run");
     ch.send(&ToChild::Go).map_err(fail)?;
     match ch.recv::<FromChild>() {
         Ok(FromChild::Ready) => {}
         Ok(FromChild::Error(msg)) => return Err(Error::Setup(msg)),
         Err(e) => return Err(fail(e)),
     }
-    st.pid_start_time = state::process_start_time(pid.as_raw()).ok_or_else(|| {
-        Error::Setup("container init exited right after setting up".into())
-    })?;
+    tracing::debug!("create: container ready");
+    st.pid_start_time = state::process_start_time(pid.as_raw())
+        .ok_or_else(|| Error::Setup("container init exited right after setting up".into()))?;
     root.save(&st)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
@@ -235,8 +246,9 @@ fn enter_namespaces_for_children(spec: &Spec) -> Result<Option<File>, Error> {
         if t == LinuxNamespaceType::Pid || t == LinuxNamespaceType::Time {
             let f = File::open(&path)
                 .map_err(|e| Error::io(format!("opening namespace {}", path.display()), e))?;
-            nix::sched::setns(f.as_fd(), namespaces::flag(t))
-                .map_err(|e| Error::io(format!("joining namespace {}", path.display()), e.into()))?;
+            nix::sched::setns(f.as_fd(), namespaces::flag(t)).map_err(|e| {
+                Error::io(format!("joining namespace {}", path.display()), e.into())
+            })?;
             kept = Some(f);
         }
     }
@@ -244,7 +256,11 @@ fn enter_namespaces_for_children(spec: &Spec) -> Result<Option<File>, Error> {
         // A new time namespace takes its offsets before its first process enters it.
         nix::sched::unshare(CloneFlags::from_bits_retain(0x80))
             .map_err(|e| Error::io("unshare(CLONE_NEWTIME)", e.into()))?;
-        if let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().as_ref()) {
+        if let Some(offsets) = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.time_offsets().as_ref())
+        {
             let mut text = String::new();
             for (clock, off) in offsets {
                 text.push_str(&format!(

@@ -48,18 +48,21 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), Error> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&fifo)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENXIO) => Error::Setup(format!("container {id}: init is not waiting for start")),
+            Some(libc::ENXIO) => {
+                Error::Setup(format!("container {id}: init is not waiting for start"))
+            }
             _ => Error::io("opening exec.fifo", e),
         })?;
-    f.write_all(b"0").map_err(|e| Error::io("writing exec.fifo", e))?;
+    f.write_all(b"0")
+        .map_err(|e| Error::io("writing exec.fifo", e))?;
     drop(f);
     let _ = std::fs::remove_file(&fifo);
     st.started = true;
     root.save(&st)?;
     let bundle = crate::spec::load_bundle(&st.bundle).ok();
     if let Some(h) = bundle.as_ref().and_then(|b| b.spec.hooks().clone()) {
-        let state_json = serde_json::to_string(&OciState::new(&st, Status::Running))
-            .unwrap_or_default();
+        let state_json =
+            serde_json::to_string(&OciState::new(&st, Status::Running)).unwrap_or_default();
         // A failing poststart hook is logged, not fatal (runtime spec).
         if let Err(e) = crate::hooks::run_all(
             "poststart",

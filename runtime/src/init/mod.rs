@@ -106,8 +106,10 @@ fn wait_go(ch: &mut Channel) -> Result<(), SetupError> {
 fn become_ns_root() -> Result<(), SetupError> {
     let root_u = nix::unistd::Uid::from_raw(0);
     let root_g = nix::unistd::Gid::from_raw(0);
-    nix::unistd::setresgid(root_g, root_g, root_g).ctx(|| "setresgid 0 in the user namespace (is gid 0 mapped?)".into())?;
-    nix::unistd::setresuid(root_u, root_u, root_u).ctx(|| "setresuid 0 in the user namespace (is uid 0 mapped?)".into())
+    nix::unistd::setresgid(root_g, root_g, root_g)
+        .ctx(|| "setresgid 0 in the user namespace (is gid 0 mapped?)".into())?;
+    nix::unistd::setresuid(root_u, root_u, root_u)
+        .ctx(|| "setresuid 0 in the user namespace (is uid 0 mapped?)".into())
 }
 
 fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallible, SetupError> {
@@ -177,11 +179,21 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
         None => None,
     };
     rootfs::pivot(&plan.rootfs, plan.no_pivot)?;
-    for (k, v) in spec.linux().iter().flat_map(|l| l.sysctl().iter().flatten()) {
-        procfs::write_sysctl(k, v).map_err(|e| SetupError::invalid(format!("linux.sysctl.{k}: {e}")))?;
+    for (k, v) in spec
+        .linux()
+        .iter()
+        .flat_map(|l| l.sysctl().iter().flatten())
+    {
+        procfs::write_sysctl(k, v)
+            .map_err(|e| SetupError::invalid(format!("linux.sysctl.{k}: {e}")))?;
     }
     rootfs::protect_paths(spec)?;
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         rootfs::readonly_root()?;
     }
     let prepared = prepare_exec(plan, process)?;
@@ -191,7 +203,8 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
         .map_err(|e| SetupError::invalid(e.to_string()))?;
     if let Some(mut f) = fifo {
         let mut b = [0u8; 1];
-        f.read_exact(&mut b).ctx(|| "waiting for start on exec.fifo".into())?;
+        f.read_exact(&mut b)
+            .ctx(|| "waiting for start on exec.fifo".into())?;
     }
     run_hooks_in_container("startContainer", spec, plan)?;
     if peer.is_none() {
@@ -201,7 +214,11 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
     finish(plan, process, prepared, peer)
 }
 
-fn run_hooks_in_container(kind: &'static str, spec: &Spec, plan: &InitPlan) -> Result<(), SetupError> {
+fn run_hooks_in_container(
+    kind: &'static str,
+    spec: &Spec,
+    plan: &InitPlan,
+) -> Result<(), SetupError> {
     let Some(h) = spec.hooks() else { return Ok(()) };
     let list = match kind {
         "createContainer" => h.create_container(),
@@ -243,7 +260,9 @@ struct Prepared {
 fn prepare_exec(plan: &InitPlan, process: &Process) -> Result<Prepared, SetupError> {
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().as_deref().unwrap_or_default();
-    let arg0 = args.first().ok_or_else(|| SetupError::invalid("process.args: empty"))?;
+    let arg0 = args
+        .first()
+        .ok_or_else(|| SetupError::invalid("process.args: empty"))?;
     // cwd is resolved inside the container's root by fd: a cwd such as /proc/self/fd/N
     // cannot reach a leaked host fd (CVE-2024-21626).
     let root = pathrs::Root::open("/").ctx(|| "opening container root".into())?;
@@ -251,16 +270,33 @@ fn prepare_exec(plan: &InitPlan, process: &Process) -> Result<Prepared, SetupErr
     let cwd = match root.resolve(cwd_path) {
         Ok(h) => h,
         Err(_) if plan.role == Role::Init => root
-            .mkdir_all(cwd_path, &std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .mkdir_all(
+                cwd_path,
+                &std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
             .ctx(|| format!("process.cwd {}: creating", cwd_path.display()))?,
         Err(e) => return Err(e).ctx(|| format!("process.cwd {}", cwd_path.display())),
     };
     let cwd = cwd
-        .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY | pathrs::flags::OpenFlags::O_CLOEXEC)
-        .ctx(|| format!("process.cwd {}: not a directory in the container", cwd_path.display()))?;
+        .reopen(
+            pathrs::flags::OpenFlags::O_RDONLY
+                | pathrs::flags::OpenFlags::O_DIRECTORY
+                | pathrs::flags::OpenFlags::O_CLOEXEC,
+        )
+        .ctx(|| {
+            format!(
+                "process.cwd {}: not a directory in the container",
+                cwd_path.display()
+            )
+        })?;
     nix::unistd::fchdir(cwd.as_raw_fd()).ctx(|| "fchdir to process.cwd".into())?;
     let program = exec::find_program(arg0, &env)?;
-    let seccomp = match plan.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+    let seccomp = match plan
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+    {
         Some(s) => Some(seccomp::build(s)?),
         None => None,
     };

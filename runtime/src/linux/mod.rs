@@ -67,7 +67,9 @@ impl<T> Context<T> for Result<T, pathrs::error::Error> {
         self.map_err(|e| SetupError::Io {
             what: what(),
             source: match e.kind() {
-                pathrs::error::ErrorKind::OsError(Some(errno)) => io::Error::from_raw_os_error(errno),
+                pathrs::error::ErrorKind::OsError(Some(errno)) => {
+                    io::Error::from_raw_os_error(errno)
+                }
                 _ => io::Error::other(e.to_string()),
             },
         })
