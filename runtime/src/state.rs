@@ -79,6 +79,10 @@ pub struct ContainerState {
     /// Whether the container had `run --rm`-like semantics; unused by the CLI so far.
     #[serde(default)]
     pub use_systemd: bool,
+    /// The spec's poststart/poststop hooks, kept so that `start` and `delete` need not
+    /// re-read and re-validate the bundle (which may also have changed or gone since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The directory holding all container state.

@@ -158,6 +158,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         started: false,
         own_pid_ns: flags.contains(CloneFlags::CLONE_NEWPID),
         use_systemd: false,
+        hooks: bundle.spec.hooks().clone(),
     };
     let hook_state = serde_json::to_string(&OciState::new(&st, Status::Creating))
         .map_err(|e| Error::Invalid(e.to_string()))?;

@@ -55,12 +55,12 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), Error> {
         })?;
     f.write_all(b"0")
         .map_err(|e| Error::io("writing exec.fifo", e))?;
-    drop(f);
     let _ = std::fs::remove_file(&fifo);
+    wait_for_exec(&f);
+    drop(f);
     st.started = true;
     root.save(&st)?;
-    let bundle = crate::spec::load_bundle(&st.bundle).ok();
-    if let Some(h) = bundle.as_ref().and_then(|b| b.spec.hooks().clone()) {
+    if let Some(h) = st.hooks.clone() {
         let state_json =
             serde_json::to_string(&OciState::new(&st, Status::Running)).unwrap_or_default();
         // A failing poststart hook is logged, not fatal (runtime spec).
@@ -73,6 +73,34 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Waits (bounded) until init has exec'd the container's program: init's end of the fifo
+/// is close-on-exec, so our write end sees POLLERR once no reader is left. `start` then
+/// means started, and poststart hooks run after the program began, as the spec says.
+fn wait_for_exec(fifo: &std::fs::File) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLOUT)];
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let ms = left.as_millis().min(1000) as u16;
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) => {
+                let r = fds[0].revents().unwrap_or(PollFlags::empty());
+                if r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                    return;
+                }
+                // Writable but a reader remains: init has not exec'd yet.
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(nix::Error::EINTR) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Signals the container's init (through a pidfd: no pid-reuse races).
@@ -175,9 +203,8 @@ fn destroy(root: &StateRoot, st: &ContainerState) -> Result<(), Error> {
     let cg = cgroup_of(st)?;
     // Processes that escaped init's death (no own pid namespace) are killed by remove().
     cg.remove()?;
-    let bundle = crate::spec::load_bundle(&st.bundle).ok();
     root.remove(&st.id)?;
-    if let Some(h) = bundle.as_ref().and_then(|b| b.spec.hooks().clone()) {
+    if let Some(h) = st.hooks.clone() {
         let state_json =
             serde_json::to_string(&OciState::new(st, Status::Stopped)).unwrap_or_default();
         if let Err(e) = crate::hooks::run_all(
