@@ -319,7 +319,11 @@ fn features_and_spec() {
 fn foreground_terminal_is_relayed() {
     let id = unique("tty");
     let root = Root::new(&id);
-    let mut b = Bundle::new(Path::new(CHECK), &id, &["sh", "-c", "tty; stty size; exit 4"]);
+    let mut b = Bundle::new(
+        Path::new(CHECK),
+        &id,
+        &["sh", "-c", "tty; stty size; exit 4"],
+    );
     b.config["process"]["terminal"] = serde_json::json!(true);
     b.write();
     let berth = berth_bin();
@@ -342,7 +346,13 @@ fn foreground_terminal_is_relayed() {
 
     let id2 = unique("ttyexec");
     let b2 = Bundle::new(Path::new(CHECK), &id2, &["sleep", "60"]);
-    root.ok(&["run", "--detach", "--bundle", &b2.dir.display().to_string(), &id2]);
+    root.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b2.dir.display().to_string(),
+        &id2,
+    ]);
     let cmd = format!(
         "{} --root {} exec -t {id2} sh -c 'tty; exit 6'",
         berth.display(),

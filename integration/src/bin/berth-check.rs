@@ -105,8 +105,14 @@ fn report() -> Value {
     let n = unsafe { libc::getgroups(64, groups.as_mut_ptr()) };
     groups.truncate(n.max(0) as usize);
     // SAFETY: these getters take no arguments and cannot fail.
-    let (ppid, uid, gid, euid) =
-        unsafe { (libc::getppid(), libc::getuid(), libc::getgid(), libc::geteuid()) };
+    let (ppid, uid, gid, euid) = unsafe {
+        (
+            libc::getppid(),
+            libc::getuid(),
+            libc::getgid(),
+            libc::geteuid(),
+        )
+    };
     json!({
         "pid": std::process::id(),
         "ppid": ppid,
@@ -182,9 +188,7 @@ fn syscall(name: &str) -> Value {
             let t = CString::new("tmpfs").unwrap_or_default();
             let d = CString::new("/tmp").unwrap_or_default();
             // SAFETY: valid C strings, null data.
-            let r = unsafe {
-                libc::mount(t.as_ptr(), d.as_ptr(), t.as_ptr(), 0, std::ptr::null())
-            };
+            let r = unsafe { libc::mount(t.as_ptr(), d.as_ptr(), t.as_ptr(), 0, std::ptr::null()) };
             if r == 0 {
                 0
             } else {

@@ -147,13 +147,17 @@ fn empty_dir() -> io::Result<&'static str> {
     }
     let meta = std::fs::symlink_metadata(EMPTY_DIR)?;
     if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(io::Error::other(format!("{EMPTY_DIR} is not a root-owned private directory")));
+        return Err(io::Error::other(format!(
+            "{EMPTY_DIR} is not a root-owned private directory"
+        )));
     }
     Ok(EMPTY_DIR)
 }
 
 fn fs_call(r: libc::c_long) -> io::Result<RawFd> {
-    check(r).map(|fd| fd as RawFd).map_err(io::Error::from_raw_os_error)
+    check(r)
+        .map(|fd| fd as RawFd)
+        .map_err(io::Error::from_raw_os_error)
 }
 
 /// Opens berth's own binary through a fresh, detached, read-only overlayfs mount.
@@ -173,14 +177,20 @@ fn read_only_overlay_exe() -> io::Result<OwnedFd> {
     };
     let dir_bytes = dir.as_os_str().as_bytes();
     // Overlay's option syntax cannot carry these characters (nor a deleted binary's path).
-    if dir_bytes.iter().any(|b| matches!(b, b':' | b',' | b'\\' | b' ')) {
-        return Err(io::Error::other("berth's directory is not expressible as a lowerdir"));
+    if dir_bytes
+        .iter()
+        .any(|b| matches!(b, b':' | b',' | b'\\' | b' '))
+    {
+        return Err(io::Error::other(
+            "berth's directory is not expressible as a lowerdir",
+        ));
     }
     let lower = CString::new(format!("{}:{}", dir.display(), empty_dir()?))
         .map_err(|_| io::Error::other("NUL in path"))?;
     let name = CString::new(name.as_bytes()).map_err(|_| io::Error::other("NUL in path"))?;
     // SAFETY: fsopen takes a static C string and flags; it returns a new fd we own.
-    let fs = fs_call(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
+    let fs =
+        fs_call(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
     // SAFETY: fsopen returned this descriptor just now; only we hold it.
     let fs = unsafe { OwnedFd::from_raw_fd(fs) };
     // SAFETY: fsconfig with a valid fd, static key and a C string value living for the call.
