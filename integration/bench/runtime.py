@@ -5,9 +5,11 @@ Modes, each sample one full lifecycle of /bin/true:
   lifecycle: create --pid-file, start, wait until the init exits, delete
   run:       run (foreground)
 Runtimes are interleaved in a shuffled order every round so machine noise hits all of
-them alike. Prints medians (ms) and berth/runc, berth/crun ratios, and berth's peak RSS
-(ru_maxrss of the berth process itself, for create and run). Ratios are the result:
-absolute times depend on the machine.
+them alike. Prints medians (ms) and berth/runc, berth/crun ratios; then, in a separate untimed pass,
+each runtime's peak RSS per command measured by GNU time (`time` package), next to the
+RSS of `/bin/true` under the same GNU time as the baseline (a forked process's peak RSS
+includes what its parent had mapped before exec). Ratios are the result: absolute times
+depend on the machine.
 
 Usage: runtime.py [--rounds N] [--bundle DIR] [--json OUT] NAME=BINARY ...
 """
@@ -55,6 +57,30 @@ def run_mode(rt, root, bundle, cid):
     rss = run_rusage([rt, "--root", root, "run", "--bundle", bundle, cid])
     return time.perf_counter() - t0, rss
 
+def gnu_time_rss(argv):
+    with tempfile.NamedTemporaryFile() as f, tempfile.TemporaryFile() as errf:
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", f.name] + argv, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=errf, check=True)
+        return int(open(f.name).read().split()[-1])
+
+def peak_rss(rts, roots, bundle):
+    res = {"(baseline) true": {"true": max(gnu_time_rss(["/bin/true"]) for _ in range(3))}}
+    for n, rt in rts.items():
+        r = roots[n]
+        vals = {"create": 0, "start": 0, "delete": 0, "run": 0}
+        for i in range(3):
+            cid = f"rss-{n}-{i}"
+            pidf = os.path.join(r, cid + ".pid")
+            vals["create"] = max(vals["create"], gnu_time_rss([rt, "--root", r, "create", "--bundle", bundle, "--pid-file", pidf, cid]))
+            pid = int(open(pidf).read().strip())
+            vals["start"] = max(vals["start"], gnu_time_rss([rt, "--root", r, "start", cid]))
+            wait_exit(pid)
+            vals["delete"] = max(vals["delete"], gnu_time_rss([rt, "--root", r, "delete", cid]))
+            os.unlink(pidf)
+            vals["run"] = max(vals["run"], gnu_time_rss([rt, "--root", r, "run", "--bundle", bundle, cid + "r"]))
+        res[n] = vals
+    return res
+
 def make_bundle(dirpath):
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run(["bash", "-c", f'. "{repo}/integration/lib/common.sh"; make_rootfs "{dirpath}/rootfs"'], check=True)
@@ -83,7 +109,6 @@ def main():
     for r in roots.values():
         os.makedirs(r, exist_ok=True)
     samples = {m: {n: [] for n in rts} for m in ("lifecycle", "run")}
-    rss = {m: {n: [] for n in rts} for m in ("lifecycle", "run")}
     for mode, fn in (("lifecycle", lifecycle), ("run", run_mode)):
         for n, rt in rts.items():  # warm up page cache and cgroup parents
             fn(rt, roots[n], bundle, f"warm-{n}-{mode}")
@@ -91,25 +116,29 @@ def main():
             order = list(rts)
             random.shuffle(order)
             for n in order:
-                t, r = fn(rts[n], roots[n], bundle, f"b{i}-{n}-{mode}")
+                t, _ = fn(rts[n], roots[n], bundle, f"b{i}-{n}-{mode}")
                 samples[mode][n].append(t * 1000)
-                rss[mode][n].append(r)
     out = {"rounds": a.rounds, "modes": {}}
-    print(f"rounds={a.rounds}, interleaved, shuffled; times in ms (median / min / max); peak RSS of the runtime process in KiB (median)")
+    print(f"rounds={a.rounds}, interleaved, shuffled; times in ms (median / min / max)")
     for mode in samples:
         print(f"\n{mode}:")
         med = {n: statistics.median(v) for n, v in samples[mode].items()}
         out["modes"][mode] = {}
         for n, v in samples[mode].items():
-            print(f"  {n:8s} {med[n]:7.2f} / {min(v):6.2f} / {max(v):6.2f}   rss {int(statistics.median(rss[mode][n])):6d}")
-            out["modes"][mode][n] = {"median_ms": med[n], "min_ms": min(v), "max_ms": max(v),
-                                     "rss_kib": statistics.median(rss[mode][n])}
+            print(f"  {n:8s} {med[n]:7.2f} / {min(v):6.2f} / {max(v):6.2f}")
+            out["modes"][mode][n] = {"median_ms": med[n], "min_ms": min(v), "max_ms": max(v)}
         if "berth" in med:
             for other in med:
                 if other != "berth":
                     ratio = med["berth"] / med[other]
                     print(f"  berth/{other} = {ratio:.2f}")
                     out["modes"][mode][f"berth/{other}"] = ratio
+    gtime = shutil.which("time") and os.path.exists("/usr/bin/time")
+    if gtime:
+        out["peak_rss_kib"] = peak_rss(rts, roots, bundle)
+        print("\npeak RSS in KiB by GNU time (max of 3), per command:")
+        for n, cmds in out["peak_rss_kib"].items():
+            print(f"  {n:8s} " + "  ".join(f"{c} {v}" for c, v in cmds.items()))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=2)
