@@ -41,21 +41,11 @@ make_rootfs() {
   printf 'berth\n' >"$root/etc/hostname"
 }
 
-# make_busybox_image OUT_TAR [REF] — an OCI archive built offline with umoci + skopeo.
+# make_busybox_image OUT_TAR [REF] — the offline busybox OCI archive, built by the same
+# script the README uses (bundles/make-busybox-image.sh), under the given image name.
 make_busybox_image() {
-  local out="$1" ref="${2:-localhost/berth/busybox:latest}" work
-  [ -s "$out" ] && return 0
-  command -v umoci >/dev/null && command -v skopeo >/dev/null || die "umoci/skopeo missing"
-  work="$(mktemp -d)"
-  make_rootfs "$work/rootfs"
-  umoci init --layout "$work/layout" >&2
-  umoci new --image "$work/layout:latest" >&2
-  umoci insert --image "$work/layout:latest" --history.created_by "berth: busybox-static" "$work/rootfs" / >&2
-  umoci config --image "$work/layout:latest" --architecture amd64 --os linux \
-    --config.env 'PATH=/usr/sbin:/usr/bin:/sbin:/bin' --config.workingdir / --config.cmd /bin/sh >&2
-  mkdir -p "$(dirname "$out")"
-  skopeo --insecure-policy copy --quiet "oci:$work/layout:latest" "oci-archive:$out:$ref" >&2
-  rm -rf "$work"
+  local out="$1" ref="${2:-localhost/berth/busybox:latest}"
+  IMAGE_NAME="$ref" bash "$BERTH_REPO/bundles/make-busybox-image.sh" "$out" >/dev/null
 }
 
 # containerd_up DIR — a private containerd (own config, root, state, socket) under DIR;

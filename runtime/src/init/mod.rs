@@ -141,14 +141,7 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
             procfs::write_sysctl("kernel.domainname", d)?;
         }
     }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
-    }
-    if let Some(c) = process.capabilities() {
-        capabilities::check(c)?;
-    }
+    apply_process_limits(process)?;
 
     let has_mount_ns = namespaces::has(spec, LinuxNamespaceType::Mount);
     if !has_mount_ns {
@@ -212,6 +205,20 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
         let _ = nix::unistd::setsid();
     }
     finish(plan, process, prepared, peer)
+}
+
+/// rlimits and oom_score_adj while still privileged, and the capability check, so that an
+/// impossible request fails `create`/`exec` with its own message.
+fn apply_process_limits(process: &Process) -> Result<(), SetupError> {
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
+    }
+    if let Some(c) = process.capabilities() {
+        capabilities::check(c)?;
+    }
+    Ok(())
 }
 
 fn run_hooks_in_container(
@@ -371,14 +378,7 @@ fn run_exec(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
             become_ns_root()?;
         }
     }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .ctx(|| format!("process.oomScoreAdj {adj}"))?;
-    }
-    if let Some(c) = process.capabilities() {
-        capabilities::check(c)?;
-    }
+    apply_process_limits(process)?;
     let prepared = prepare_exec(plan, process)?;
     let peer = open_console(plan, process)?;
     // Success is the channel closing on exec (it is close-on-exec); errors are sent.
