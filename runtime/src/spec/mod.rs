@@ -3,6 +3,7 @@
 //! host. `create` calls [`load_bundle`] first, so a bad bundle fails before any state
 //! directory, cgroup or process exists.
 
+pub mod defaults;
 mod load;
 mod validate;
 

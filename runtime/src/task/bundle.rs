@@ -358,14 +358,8 @@ pub fn spec(
             "namespaces": namespaces,
             "devices": devices,
             "sysctl": container.sysctls,
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                "/proc/scsi"
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ]
+            "maskedPaths": crate::spec::defaults::MASKED_PATHS,
+            "readonlyPaths": crate::spec::defaults::READONLY_PATHS,
         }
     });
     if container.privileged {
