@@ -1,0 +1,66 @@
+//! The `delete` action: containerd runs `containerd-shim-berth-v2 -id X … delete` (cwd =
+//! bundle) whenever its connection to a shim closes — after every normal task delete as well
+//! as after a shim crash — and publishes the exit it prints.
+//!
+//! So it must be idempotent and fast: a container the shim already deleted has no state
+//! and costs one failed open. After a crash (shim killed -9) it does what the shim would
+//! have done: kill the container, remove its cgroup and state, unmount its rootfs, and
+//! remove the shim socket nobody listens on any more. No tokio runtime is started here.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use containerd_shim::Flags;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::shim::DeleteResponse;
+
+use crate::{paths, rootfs, time};
+
+/// What runc's shim reports for a container it had to kill: 128 + SIGKILL.
+const KILLED_STATUS: u32 = 137;
+
+pub fn run(flags: &Flags) -> Result<()> {
+    let bundle = if flags.bundle.is_empty() {
+        std::env::current_dir().context("reading the bundle directory (cwd)")?
+    } else {
+        PathBuf::from(&flags.bundle)
+    };
+    let root = berth::state::StateRoot::new(paths::state_root(&flags.address, &flags.namespace)?);
+    let pid = root.load(&flags.id).map(|s| s.pid).unwrap_or(0);
+    if pid != 0 {
+        // Only a container whose shim died still has state here.
+        if let Err(e) = berth::container::delete(&root, &flags.id, true) {
+            eprintln!("berth shim delete {}: {e}", flags.id);
+        }
+    }
+    if let Err(e) = rootfs::unmount(&bundle) {
+        eprintln!("berth shim delete {}: {e}", flags.id);
+    }
+    remove_dead_socket(&bundle);
+
+    let resp = DeleteResponse {
+        pid: pid.max(0) as u32,
+        exit_status: KILLED_STATUS,
+        exited_at: Some(time::now()).into(),
+        ..Default::default()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&resp.write_to_bytes()?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Removes the socket named in the bundle's `address` file if no shim listens on it.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = paths::socket_path(address.trim());
+    if let Err(e) = UnixStream::connect(path) {
+        if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
