@@ -63,6 +63,15 @@ pub fn exec(program: &Path, args: &[CString], env: &[CString]) -> SetupError {
         Ok(p) => p,
         Err(_) => return SetupError::invalid("program path contains a NUL byte"),
     };
+    // Rust's runtime starts every program (berth's init included) with SIGPIPE ignored, and
+    // an ignored signal stays ignored across execve: give the container the default.
+    // SAFETY: installs SIG_DFL, no handler code; this process is single-threaded here.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     match nix::unistd::execve(&prog, args, env) {
         Ok(never) => match never {},
         Err(e) => SetupError::Io {
