@@ -23,6 +23,9 @@ where
             let _ = tx.send(f());
         })
         .map_err(|e| Error::io(format!("starting a thread for {what}"), e))?;
-    rx.await
-        .map_err(|_| Error::Other(format!("{what}: worker thread ended without a result")))?
+    let r = rx
+        .await
+        .map_err(|_| Error::Other(format!("{what}: worker thread ended without a result")))?;
+    crate::memory::trim();
+    r
 }

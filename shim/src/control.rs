@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskPaused, TaskResumed};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::types::task::{ProcessInfo, Status};
 use nix::sys::signal::Signal;
@@ -83,10 +83,13 @@ impl Service {
                     .iter()
                     .find(|(p, _)| *p == pid)
                     .and_then(|(_, exec_id)| {
-                        pack(&ProcessDetails {
-                            exec_id: exec_id.clone(),
-                            ..Default::default()
-                        })
+                        pack(
+                            PROCESS_DETAILS,
+                            &ProcessDetails {
+                                exec_id: exec_id.clone(),
+                                ..Default::default()
+                            },
+                        )
                     });
                 ProcessInfo {
                     pid: pid as u32,
@@ -186,10 +189,26 @@ impl Service {
     }
 }
 
-fn pack<M: MessageFull>(m: &M) -> Option<Any> {
+/// runc's shim reports exec pids with this message; written out to spare the shim
+/// protobuf's reflection descriptors.
+const PROCESS_DETAILS: &str = "containerd.runc.v1.ProcessDetails";
+
+fn pack<M: Message>(type_url: &str, m: &M) -> Option<Any> {
     Some(Any {
-        type_url: M::descriptor().full_name().to_string(),
+        type_url: type_url.to_string(),
         value: m.write_to_bytes().ok()?,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn process_details_type_url() {
+        use containerd_shim_protos::protobuf::MessageFull;
+        assert_eq!(
+            super::PROCESS_DETAILS,
+            super::ProcessDetails::descriptor().full_name()
+        );
+    }
 }

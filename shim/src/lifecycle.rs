@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth::container::{CreateOptions, ExecOptions};
-use containerd_shim::bootstrap::any_is;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
@@ -420,9 +419,11 @@ impl Service {
 }
 
 /// runc's options (`ctr run --runc-*`, CRI runtime options), where containerd sent them.
+/// The type is compared by name: protobuf's reflection would build descriptors to keep.
 fn runc_options(req: &api::CreateTaskRequest) -> Option<RuncOptions> {
+    const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
     let any = req.options.as_ref()?;
-    if !any_is::<RuncOptions>(any) {
+    if any.type_url.rsplit('/').next() != Some(RUNC_OPTIONS) {
         return None;
     }
     RuncOptions::parse_from_bytes(&any.value).ok()

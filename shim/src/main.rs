@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod lifecycle;
 mod logging;
+mod memory;
 mod metrics;
 mod oom;
 mod paths;

@@ -7,22 +7,26 @@ use std::collections::HashMap;
 use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageFull;
+use containerd_shim_protos::protobuf::Message;
 use libcgroups::stats::Stats;
 
 use crate::error::{Error, Result};
 
+/// Type URLs written out: protobuf's reflection would build (and keep) descriptors.
+pub const V1_METRICS: &str = "io.containerd.cgroups.v1.Metrics";
+pub const V2_METRICS: &str = "io.containerd.cgroups.v2.Metrics";
+
 /// `memory_events` (the cgroup's memory.events, cgroup v2 only) selects the v2 message.
 pub fn to_any(stats: &Stats, memory_events: Option<&HashMap<String, u64>>) -> Result<Any> {
     match memory_events {
-        Some(events) => pack(&to_v2(stats, events)),
-        None => pack(&to_v1(stats)),
+        Some(events) => pack(V2_METRICS, &to_v2(stats, events)),
+        None => pack(V1_METRICS, &to_v1(stats)),
     }
 }
 
-fn pack<M: MessageFull>(m: &M) -> Result<Any> {
+fn pack<M: Message>(type_url: &str, m: &M) -> Result<Any> {
     Ok(Any {
-        type_url: M::descriptor().full_name().to_string(),
+        type_url: type_url.to_string(),
         value: m
             .write_to_bytes()
             .map_err(|e| Error::Other(format!("encoding metrics: {e}")))?,
@@ -242,6 +246,9 @@ mod tests {
 
     #[test]
     fn type_urls_are_what_containerd_decodes() {
+        use containerd_shim_protos::protobuf::MessageFull;
+        assert_eq!(V1_METRICS, v1::Metrics::descriptor().full_name());
+        assert_eq!(V2_METRICS, v2::Metrics::descriptor().full_name());
         let s = Stats::default();
         assert_eq!(
             to_any(&s, None).map(|a| a.type_url).ok().as_deref(),

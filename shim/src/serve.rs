@@ -18,12 +18,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::events::Publisher;
 use crate::service::Service;
 use crate::start::LISTENER_ENV;
-use crate::{compat, logging, paths, reaper};
+use crate::{compat, logging, memory, paths, reaper};
 
 /// With no container for this long, the shim exits without waiting for a Shutdown.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
 pub fn run(flags: Flags) -> Result<()> {
+    memory::tune();
     reaper::set_subreaper().context("becoming a child subreaper")?;
     logging::init(flags.debug);
     let root = berth::state::StateRoot::new(paths::state_root(&flags.address, &flags.namespace)?);
