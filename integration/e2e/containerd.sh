@@ -98,6 +98,8 @@ if echo "$out" | grep -q 'hello from berth shim' && echo "$out" | grep -q 'to-st
   echo "$out" | grep -q 'sh -c'; then pass "ctr run --rm output"; else fail "ctr run --rm: $out"; fi
 code=0; c run --rm "${RUN[@]}" "$IMG" e2e-exit sh -c 'exit 7' </dev/null >/dev/null 2>&1 || code=$?
 [ "$code" = 7 ] && pass "exit status 7 passes through" || fail "exit status $code (want 7)"
+ign="$(c run --rm "${RUN[@]}" "$IMG" e2e-sig sh -c 'grep SigIgn /proc/self/status' </dev/null 2>&1 | awk '{print $2}')"
+[ -n "$ign" ] && (( (0x$ign & 0x1000) == 0 )) && pass "SIGPIPE has its default disposition" || fail "SigIgn: $ign"
 out="$(printf 'line-one\nline-two\n' | c run --rm "${RUN[@]}" "$IMG" e2e-stdin sh -c 'cat; echo eof-seen' 2>&1)"
 if echo "$out" | grep -q line-two && echo "$out" | grep -q eof-seen; then pass "stdin and EOF (CloseIO)"; else fail "stdin: $out"; fi
 if event_seen /tasks/create e2e-rm && event_seen /tasks/start e2e-rm && event_seen /tasks/exit '"id":"e2e-rm"' &&
