@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth::container::{CreateOptions, ExecOptions};
 use containerd_shim_protos::api;
@@ -69,14 +69,18 @@ impl Service {
         let root = self.root.clone();
         let busy = self.reaper.busy();
         let created = blocking::run("create", move || {
+            let t = Instant::now();
             rootfs::mount(&opts.bundle, &mounts)?;
-            berth::container::create(&root, &opts).map_err(|e| {
+            let mounted = t.elapsed();
+            let r = berth::container::create(&root, &opts).map_err(|e| {
                 // A failed create leaves nothing: the library rolled back the rest.
                 if !mounts.is_empty() {
                     let _ = rootfs::unmount(&opts.bundle);
                 }
                 Error::from(e)
-            })
+            });
+            tracing::debug!(id = %opts.id, ?mounted, total = ?t.elapsed(), "create");
+            r
         })
         .await;
         // The process has its own copies of its stdio now (or never will).
@@ -327,10 +331,12 @@ impl Service {
         let busy = self.reaper.busy();
         // force: a created, never started init is killed (containerd deletes such tasks).
         let deleted = blocking::run("delete", move || {
+            let t = Instant::now();
             berth::container::delete(&root, &id, true)?;
             if mounted {
                 rootfs::unmount(&bundle)?;
             }
+            tracing::debug!(%id, took = ?t.elapsed(), "delete");
             Ok(())
         })
         .await;
