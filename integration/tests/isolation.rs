@@ -327,6 +327,39 @@ fn cgroupfs_is_read_only_inside() {
     assert_eq!(out.trim(), "readonly");
 }
 
+/// The cgroup mount shows the container its own cgroup's files, with a cgroup namespace
+/// (hierarchies mounted as the namespace's root) and without one (the host's directories
+/// bind-mounted).
+#[test]
+fn cgroupfs_shows_the_containers_own_cgroup() {
+    for with_ns in [true, false] {
+        let id = unique("cgview");
+        let root = Root::new(&id);
+        let script = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"
+        } else {
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max;              ls /sys/fs/cgroup/memory/ | grep -c '^memory.limit_in_bytes$'"
+        };
+        let mut b = bundle(&id, &["sh", "-c", script]);
+        b.config["linux"]["resources"] =
+            json!({"memory": {"limit": 67108864}, "pids": {"limit": 77}});
+        if !with_ns {
+            let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+        }
+        b.write();
+        let (code, out, err) = run(&root, &b);
+        assert_eq!(code, 0, "cgroup ns {with_ns}: {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            &lines[..2],
+            &["67108864", "77"],
+            "cgroup ns {with_ns}: {out}"
+        );
+        assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+    }
+}
+
 #[test]
 fn sysctl_in_the_network_namespace() {
     let id = unique("sysctl");
@@ -430,6 +463,83 @@ fn user_namespace_with_mappings() {
     assert_eq!(
         std::fs::metadata(rootfs.join("tmp/f")).unwrap().uid(),
         100000
+    );
+    assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+}
+
+/// mknod and open probes of devices the default list allows (/dev/null) and does not
+/// (c 1:11 kmsg, b 7:9 a loop device), in one container; errnos in order.
+fn device_probes(root: &Root, b: &mut Bundle, devices: Option<Value>) -> Vec<i64> {
+    match devices {
+        Some(d) => b.config["linux"]["resources"] = json!({"devices": d}),
+        None => {
+            if let Some(l) = b.config["linux"].as_object_mut() {
+                l.remove("resources");
+            }
+        }
+    }
+    b.write();
+    let (code, out, err) = run(root, b);
+    assert_eq!(code, 0, "stdout {out} stderr {err}");
+    let v: Vec<i64> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| {
+            let j: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            j["errno"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no errno in {l}"))
+        })
+        .collect();
+    assert_eq!(v.len(), 6, "six probes: {out}");
+    v
+}
+
+/// The device cgroup on v1 (the v2 eBPF filter has the same test in cgroup_v2.rs): default
+/// deny with runc's default allow list, last rule wins per access bit.
+#[test]
+fn device_cgroup_denies_by_default_and_allows_what_rules_allow() {
+    const EPERM: i64 = 1;
+    let id = unique("dev");
+    let root = Root::new(&id);
+    let mut b = bundle(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "berth-check open /dev/null rw; berth-check mknod /dev/probe-kmsg c 1 11; \
+             berth-check open /dev/probe-kmsg w; berth-check open /dev/probe-kmsg r; \
+             berth-check mknod /dev/probe-loop b 7 9; berth-check open /dev/probe-loop r",
+        ],
+    );
+    let deny_all = json!([{"allow": false, "access": "rwm"}]);
+    assert_eq!(
+        device_probes(&root, &mut b, Some(deny_all)),
+        vec![0, 0, EPERM, EPERM, 0, EPERM],
+        "deny all + default devices: mknod of anything, open of defaults only"
+    );
+    assert_eq!(
+        device_probes(&root, &mut b, None),
+        vec![0, 0, EPERM, EPERM, 0, EPERM],
+        "no linux.resources at all must still deny non-default devices"
+    );
+    let listed = json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "r"}
+    ]);
+    assert_eq!(
+        device_probes(&root, &mut b, Some(listed)),
+        vec![0, 0, 0, EPERM, 0, EPERM],
+        "allow c 1:11 rwm then deny r: write stays allowed, read is denied"
+    );
+    let all = json!([{"allow": true, "access": "rwm"}]);
+    let v = device_probes(&root, &mut b, Some(all));
+    // (Reading /dev/kmsg is then up to the driver, which wants CAP_SYSLOG.)
+    assert_eq!(
+        &v[..3],
+        &[0, 0, 0],
+        "allow a *:* rwm opens c 1:11 for writing"
     );
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
 }

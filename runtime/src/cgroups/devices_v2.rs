@@ -75,6 +75,15 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// `a *:* rwm` denied: what a device list starts from.
+    pub const DENY_ALL: Rule = Rule {
+        allow: false,
+        kind: Kind::All,
+        major: None,
+        minor: None,
+        access: ACC_ALL,
+    };
+
     const fn allow_char(major: u32, minor: Option<u32>, access: u8) -> Rule {
         Rule {
             allow: true,

@@ -1,13 +1,17 @@
 //! The container's cgroup, through youki's libcgroups (cgroup v1, hybrid and v2). berth
 //! decides the path and the order of operations; libcgroups knows the controller files.
 //! On a v2 host berth itself applies what libcgroups 0.7 gets wrong or leaves out ([`v2`])
-//! and installs the eBPF device filter ([`devices_v2`]).
+//! and installs the eBPF device filter ([`devices_v2`]). On v1 the hot paths (join, device
+//! list, pids.max, list, remove) are berth's own ([`v1`]); libcgroups' manager is built
+//! only when something else is asked for.
 
 mod bpf;
 pub mod devices_v2;
+pub mod v1;
 pub mod v2;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use libcgroups::common::{
@@ -33,9 +37,13 @@ const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The cgroup of one container.
 pub struct Cgroup {
     pub path: PathBuf,
-    manager: AnyCgroupManager,
+    id: String,
+    /// libcgroups' manager, built on first use (costly on v1, see [`v1`]).
+    manager: OnceLock<AnyCgroupManager>,
     /// The host is cgroup v2 only: the directory below.
     unified_dir: Option<PathBuf>,
+    /// The host has v1 hierarchies: the cgroup's directories in them.
+    v1: Option<v1::V1Cgroup>,
 }
 
 /// The cgroup path a spec asks for, or berth's default `/berth/<id>`.
@@ -59,26 +67,41 @@ fn err(path: &Path, e: impl std::fmt::Display) -> CgroupError {
 }
 
 impl Cgroup {
-    /// A handle on the cgroup at `path` (creating nothing yet: v1 directories appear when the
+    /// A handle on the cgroup at `path` (creating nothing yet: directories appear when the
     /// first task is added).
     pub fn open(path: &Path, id: &str) -> Result<Cgroup, CgroupError> {
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: path.to_path_buf(),
-            systemd_cgroup: false,
-            container_name: id.to_string(),
-        })
-        .map_err(|e| err(path, e))?;
-        let unified_dir = matches!(manager, AnyCgroupManager::V2(_))
-            .then(|| Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(path)));
+        let unified = is_unified();
         Ok(Cgroup {
             path: path.to_path_buf(),
-            manager,
-            unified_dir,
+            id: id.to_string(),
+            manager: OnceLock::new(),
+            unified_dir: unified
+                .then(|| Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(path))),
+            v1: (!unified).then(|| v1::V1Cgroup::new(path)),
         })
     }
 
+    fn manager(&self) -> Result<&AnyCgroupManager, CgroupError> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = create_cgroup_manager(CgroupConfig {
+            cgroup_path: self.path.clone(),
+            systemd_cgroup: false,
+            container_name: self.id.clone(),
+        })
+        .map_err(|e| err(&self.path, e))?;
+        Ok(self.manager.get_or_init(|| m))
+    }
+
     pub fn add_task(&self, pid: Pid) -> Result<(), CgroupError> {
-        self.manager.add_task(pid).map_err(|e| err(&self.path, e))
+        match &self.v1 {
+            Some(v1) => v1.add_task(pid).map_err(|e| err(&self.path, e)),
+            None => self
+                .manager()?
+                .add_task(pid)
+                .map_err(|e| err(&self.path, e)),
+        }
     }
 
     /// Applies the spec's limits when the container is created (after `add_task`). On v2
@@ -99,10 +122,20 @@ impl Cgroup {
                 .and_then(|l| l.devices().as_deref())
                 .unwrap_or_default(),
         )?;
-        match &self.unified_dir {
-            Some(dir) => Ok(devices_v2::install(dir, &rules)?),
-            None => Ok(()),
+        self.set_devices(&rules)
+    }
+
+    fn set_devices(&self, rules: &[devices_v2::Rule]) -> Result<(), CgroupError> {
+        if let Some(dir) = &self.unified_dir {
+            return Ok(devices_v2::install(dir, rules)?);
         }
+        if let Some(v1) = &self.v1 {
+            // Default deny, as the v2 program is: v1 starts a new cgroup allowing all.
+            let all = [devices_v2::Rule::DENY_ALL];
+            let rules: Vec<_> = all.iter().chain(rules).copied().collect();
+            v1.set_devices(&rules).map_err(|e| err(&self.path, e))?;
+        }
+        Ok(())
     }
 
     /// `update`: applies what `resources` sets, leaving the rest as it is. Devices are
@@ -114,20 +147,33 @@ impl Cgroup {
         spec_devices: &[oci_spec::runtime::LinuxDevice],
     ) -> Result<(), CgroupError> {
         self.apply_limits(resources)?;
-        if let (Some(dir), Some(devices)) = (&self.unified_dir, resources.devices()) {
+        if let Some(devices) = resources.devices() {
             let rules = devices_v2::effective_rules(devices, spec_devices)?;
-            devices_v2::install(dir, &rules)?;
+            self.set_devices(&rules)?;
         }
         Ok(())
     }
 
     fn apply_limits(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        let Some(dir) = &self.unified_dir else {
+        if let Some(dir) = &self.unified_dir {
+            let (rest, own) = v2::split(resources);
+            self.apply_libcgroups(&rest)?;
+            return v2::apply_own(dir, &own).map_err(|e| err(&self.path, e));
+        }
+        let Some(v1) = &self.v1 else {
             return self.apply_libcgroups(resources);
         };
-        let (rest, own) = v2::split(resources);
-        self.apply_libcgroups(&rest)?;
-        v2::apply_own(dir, &own).map_err(|e| err(&self.path, e))
+        if let Some(p) = resources.pids() {
+            v1.set_pids_max(p.limit()).map_err(|e| err(&self.path, e))?;
+        }
+        // The device list is written by the caller, after this, so that it wins over the
+        // default allow list libcgroups writes whenever it runs.
+        let mut rest = resources.clone();
+        rest.set_devices(None).set_pids(None);
+        if v1::needs_libcgroups(&rest) {
+            self.apply_libcgroups(&rest)?;
+        }
+        Ok(())
     }
 
     fn apply_libcgroups(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
@@ -141,7 +187,7 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        self.manager.apply(&opt).map_err(|e| err(&self.path, e))
+        self.manager()?.apply(&opt).map_err(|e| err(&self.path, e))
     }
 
     pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
@@ -150,29 +196,43 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.manager.freeze(state).map_err(|e| err(&self.path, e))
+        self.manager()?
+            .freeze(state)
+            .map_err(|e| err(&self.path, e))
     }
 
     pub fn pids(&self) -> Result<Vec<Pid>, CgroupError> {
-        self.manager.get_all_pids().map_err(|e| err(&self.path, e))
+        match &self.v1 {
+            Some(v1) => v1.pids().map_err(|e| err(&self.path, e)),
+            None => self
+                .manager()?
+                .get_all_pids()
+                .map_err(|e| err(&self.path, e)),
+        }
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats, CgroupError> {
-        self.manager.stats().map_err(|e| err(&self.path, e))
+        self.manager()?.stats().map_err(|e| err(&self.path, e))
     }
 
     /// Kills what is left and removes the cgroup in every hierarchy.
     pub fn remove(&self) -> Result<(), CgroupError> {
-        match &self.unified_dir {
-            Some(dir) => v2::remove(dir, REMOVE_TIMEOUT).map_err(|e| err(&self.path, e)),
-            None => self.manager.remove().map_err(|e| err(&self.path, e)),
+        if let Some(dir) = &self.unified_dir {
+            return v2::remove(dir, REMOVE_TIMEOUT).map_err(|e| err(&self.path, e));
+        }
+        match &self.v1 {
+            Some(v1) => v1.remove(REMOVE_TIMEOUT).map_err(|e| err(&self.path, e)),
+            None => self.manager()?.remove().map_err(|e| err(&self.path, e)),
         }
     }
 }
 
-/// The host's cgroup layout.
-pub fn setup() -> Option<CgroupSetup> {
-    libcgroups::common::get_cgroup_setup().ok()
+/// The host's cgroup layout (found once per process).
+pub fn setup() -> Option<&'static CgroupSetup> {
+    static SETUP: OnceLock<Option<CgroupSetup>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| libcgroups::common::get_cgroup_setup().ok())
+        .as_ref()
 }
 
 /// True if the host is cgroup v2 only.

@@ -39,6 +39,19 @@ fn perm(mode: u32) -> std::fs::Permissions {
     std::fs::Permissions::from_mode(mode)
 }
 
+/// `dest` as a directory of the rootfs, made (with its parents, mode 0755) if missing.
+/// Mount points nearly always exist already: one RESOLVE_IN_ROOT lookup then suffices,
+/// where pathrs' mkdir_all re-verifies each step through procfs (≈40 syscalls a call).
+/// Anything else (missing, or not a directory) takes mkdir_all and its errors.
+fn dir_in_root(root: &Root, dest: &Path) -> Result<Handle, pathrs::error::Error> {
+    if let Ok(h) = root.resolve(dest) {
+        if super::handle_metadata(&h).is_ok_and(|m| m.is_dir()) {
+            return Ok(h);
+        }
+    }
+    root.mkdir_all(dest, &perm(0o755))
+}
+
 /// Makes the host's mounts invisible to propagation from here, bind-mounts the rootfs onto
 /// itself (pivot_root needs a mount point) and mounts everything the spec lists.
 pub fn prepare(spec: &Spec, ctx: &MountContext<'_>) -> Result<(), SetupError> {
@@ -116,9 +129,7 @@ fn mount_one(root: &Root, m: &Mount, ctx: &MountContext<'_>) -> Result<(), Setup
         "proc" | "sysfs" => ensure_real_dir(root, dest)?,
         _ => {}
     }
-    let target = root
-        .mkdir_all(dest, &perm(0o755))
-        .ctx(|| "creating mount point".into())?;
+    let target = dir_in_root(root, dest).ctx(|| "creating mount point".into())?;
     let source = m
         .source()
         .as_ref()
@@ -234,8 +245,7 @@ fn bind_mount(
         .is_dir();
     let dest = m.destination();
     let target = if is_dir {
-        root.mkdir_all(dest, &perm(0o755))
-            .ctx(|| "creating mount point".into())?
+        dir_in_root(root, dest).ctx(|| "creating mount point".into())?
     } else {
         create_file_target(root, dest)?
     };
@@ -263,8 +273,7 @@ fn bind_mount(
 /// Creates an empty file to bind a file onto (parents as directories).
 pub fn create_file_target(root: &Root, dest: &Path) -> Result<Handle, SetupError> {
     if let Some(parent) = dest.parent() {
-        root.mkdir_all(parent, &perm(0o755))
-            .ctx(|| "creating parent of mount point".into())?;
+        dir_in_root(root, parent).ctx(|| "creating parent of mount point".into())?;
     }
     match root.create_file(
         dest,
@@ -341,9 +350,7 @@ fn mount_cgroup(
 ) -> Result<(), SetupError> {
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let target = root
-        .mkdir_all(dest, &perm(0o755))
-        .ctx(|| "creating mount point".into())?;
+    let target = dir_in_root(root, dest).ctx(|| "creating mount point".into())?;
     let own = procfs::own_cgroups().ctx(|| "reading /proc/self/cgroup".into())?;
     if ctx.unified {
         if ctx.cgroup_ns {
@@ -358,7 +365,14 @@ fn mount_cgroup(
             .ctx(|| "mount cgroup2".into());
         }
         let rel = own.get("").cloned().unwrap_or_else(|| "/".into());
-        return bind_host_cgroup(root, dest, Path::new("/sys/fs/cgroup"), &rel, ro, base);
+        bind_host_cgroup(target.as_fd(), Path::new("/sys/fs/cgroup"), &rel)?;
+        let top = root
+            .resolve(dest)
+            .ctx(|| "re-resolving cgroup bind".into())?;
+        return remount(
+            top.as_fd(),
+            if ro { base | MsFlags::MS_RDONLY } else { base },
+        );
     }
     // v1 or hybrid: a tmpfs with one directory per hierarchy.
     mount(
@@ -369,6 +383,11 @@ fn mount_cgroup(
         Some("mode=755"),
     )
     .ctx(|| "mount tmpfs for cgroup hierarchies".into())?;
+    // The tmpfs is new and only this process can see it: its entries are made and opened
+    // relative to its root, one component at a time, with no resolution to verify.
+    let tmpfs = root
+        .resolve(dest)
+        .ctx(|| "re-resolving cgroup tmpfs".into())?;
     let infos = procfs::mountinfo().ctx(|| "reading /proc/self/mountinfo".into())?;
     for mi in infos.iter().filter(|mi| {
         (mi.fs_type == "cgroup" || mi.fs_type == "cgroup2")
@@ -384,12 +403,10 @@ fn mount_cgroup(
             procfs::hierarchy_key(&mi.super_options)
         };
         let Some(rel) = own.get(&key) else { continue };
-        let sub = dest.join(name);
+        let t =
+            subdir(tmpfs.as_fd(), name).ctx(|| format!("creating {}/{name}", dest.display()))?;
+        let flags = if ro { base | MsFlags::MS_RDONLY } else { base };
         if ctx.cgroup_ns {
-            let t = root
-                .mkdir_all(&sub, &perm(0o755))
-                .ctx(|| format!("creating {}", sub.display()))?;
-            let flags = if ro { base | MsFlags::MS_RDONLY } else { base };
             let data = if mi.fs_type == "cgroup2" {
                 None
             } else {
@@ -404,22 +421,21 @@ fn mount_cgroup(
             )
             .ctx(|| format!("mount cgroup hierarchy {name}"))?;
         } else {
-            bind_host_cgroup(root, &sub, &mi.mount_point, rel, ro, base)?;
+            bind_host_cgroup(t.as_fd(), &mi.mount_point, rel)?;
+            let top = subdir(tmpfs.as_fd(), name)
+                .ctx(|| format!("re-opening {}/{name}", dest.display()))?;
+            remount(top.as_fd(), flags)?;
         }
         if name.contains(',') {
             for part in name.split(',') {
-                let link = dest.join(part);
-                let _ = root.create(&link, &pathrs::InodeType::Symlink(name.into()));
+                let _ = rustix::fs::symlinkat(name, tmpfs.as_fd(), part);
             }
         }
     }
     if ro {
-        let top = root
-            .resolve(dest)
-            .ctx(|| "re-resolving cgroup tmpfs".into())?;
         mount(
             None::<&str>,
-            fd_path(top.as_fd()).as_str(),
+            fd_path(tmpfs.as_fd()).as_str(),
             None::<&str>,
             base | MsFlags::MS_RDONLY | MsFlags::MS_REMOUNT,
             Some("mode=755"),
@@ -429,38 +445,38 @@ fn mount_cgroup(
     Ok(())
 }
 
-fn bind_host_cgroup(
-    root: &Root,
-    dest: &Path,
-    hierarchy: &Path,
-    rel: &str,
-    ro: bool,
-    base: MsFlags,
-) -> Result<(), SetupError> {
+/// The directory `name` (one component) under `parent`, made if missing; never follows a
+/// symlink.
+fn subdir(parent: BorrowedFd<'_>, name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    match mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(openat(
+        parent,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Bind-mounts the host's cgroup directory `hierarchy`/`rel` onto `target`.
+fn bind_host_cgroup(target: BorrowedFd<'_>, hierarchy: &Path, rel: &str) -> Result<(), SetupError> {
     let host = hierarchy.join(rel.trim_start_matches('/'));
     let src = File::options()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(&host)
         .ctx(|| format!("opening {}", host.display()))?;
-    let t = root
-        .mkdir_all(dest, &perm(0o755))
-        .ctx(|| format!("creating {}", dest.display()))?;
     mount(
         Some(fd_path(src.as_fd()).as_str()),
-        fd_path(t.as_fd()).as_str(),
+        fd_path(target).as_str(),
         None::<&str>,
         MsFlags::MS_BIND,
         None::<&str>,
     )
-    .ctx(|| format!("bind-mounting {}", host.display()))?;
-    let top = root
-        .resolve(dest)
-        .ctx(|| "re-resolving cgroup bind".into())?;
-    remount(
-        top.as_fd(),
-        if ro { base | MsFlags::MS_RDONLY } else { base },
-    )
+    .ctx(|| format!("bind-mounting {}", host.display()))
 }
 
 /// Switches the process's root to `rootfs` and detaches the old root.
@@ -556,9 +572,11 @@ fn verified_dev_null(root: &Root) -> Result<File, SetupError> {
     let h = root
         .resolve_nofollow("/dev/null")
         .ctx(|| "maskedPaths: resolving /dev/null".into())?;
-    let f = h
-        .reopen(OpenFlags::O_PATH | OpenFlags::O_CLOEXEC)
-        .ctx(|| "maskedPaths: opening /dev/null".into())?;
+    let f = File::from(
+        h.as_fd()
+            .try_clone_to_owned()
+            .ctx(|| "maskedPaths: opening /dev/null".into())?,
+    );
     let meta = f.metadata().ctx(|| "maskedPaths: stat /dev/null".into())?;
     use std::os::unix::fs::FileTypeExt;
     if !meta.file_type().is_char_device() || meta.rdev() != nix::sys::stat::makedev(1, 3) {
