@@ -552,3 +552,75 @@ fn invalid_definitions_fail_with_their_path_and_leave_nothing() {
         .count();
     assert_eq!(ps, 0, "a supervisor was started");
 }
+
+/// Polls `berth task logs ID NAME` until it contains `needle`; returns the log text.
+fn wait_log(root: &Root, id: &str, name: &str, needle: &str) -> String {
+    let mut log = String::new();
+    wait_for(
+        &format!("{needle:?} in {name}'s log"),
+        Duration::from_secs(15),
+        || {
+            log = text(&task(root, &["logs", id, name]).stdout);
+            log.contains(needle)
+        },
+    );
+    log
+}
+
+#[test]
+fn init_process_reaps_orphans_and_forwards_stop_signals() {
+    let root = task_root("task-init");
+    let f = write_def(
+        "init",
+        def(
+            "init",
+            json!([
+                // The inner sh exits at once: its background sleep is orphaned to pid 1, which
+                // must reap it (no Z in ps a second later).
+                {"name": "main", "image": "busybox", "stopTimeout": 20,
+                 "linuxParameters": {"initProcessEnabled": true},
+                 "command": ["sh", "-c",
+                    "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,comm; echo self $$; trap 'exit 7' TERM; echo ready; sleep 600 & wait"]},
+                // As pid 1, sleep would ignore SIGTERM; as init's child it dies of it: 128+15.
+                {"name": "plain", "image": "busybox", "essential": false, "stopTimeout": 20,
+                 "linuxParameters": {"initProcessEnabled": true},
+                 "command": ["sleep", "600"]}
+            ]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "init", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let log = wait_log(&root, "init", "main", "ready");
+    let rows: Vec<Vec<&str>> = log
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| r.len() == 3 && r[0].parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(
+        rows.first().map(|r| (r[0], r[2])),
+        Some(("1", "berth")),
+        "{log}"
+    );
+    assert!(
+        rows.iter().all(|r| !r[1].contains('Z')),
+        "zombie left: {log}"
+    );
+    assert!(
+        log.contains("self 2\n"),
+        "the program is not init's first child: {log}"
+    );
+    let start = Instant::now();
+    assert!(task(&root, &["stop", "init"]).status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "SIGTERM not forwarded: stop took {:?}",
+        start.elapsed()
+    );
+    let d = describe(&root, "init");
+    assert_eq!(container(&d, "main")["exitCode"], 7, "{d}");
+    assert_eq!(container(&d, "plain")["exitCode"], 143, "{d}");
+    assert_no_task_leftovers(&root, "init");
+}

@@ -47,13 +47,6 @@ pub fn check_supported(plan: &TaskPlan) -> Result<(), Error> {
         ));
     }
     for c in &plan.containers {
-        if c.linux.init_process {
-            return unsupported(
-                c.index,
-                "linuxParameters.initProcessEnabled",
-                "no init binary is available inside the container image yet",
-            );
-        }
         if c.interactive || c.pseudo_terminal {
             return unsupported(
                 c.index,
@@ -368,6 +361,10 @@ pub fn spec(
     }
     if let Some(h) = hostname {
         spec["hostname"] = json!(h);
+    }
+    if container.linux.init_process {
+        // berth's own init becomes the container's pid 1 (see init::reaper).
+        spec["annotations"][crate::init::reaper::INIT_ANNOTATION] = json!("true");
     }
     Ok(spec)
 }
