@@ -118,13 +118,28 @@ fn assert_no_task_leftovers(root: &Root, id: &str) {
     let dir = root.dir.join("tasks").join(id).display().to_string();
     assert!(!mounts.contains(&dir), "mounts left under {dir}:\n{mounts}");
     let task_dir = root.dir.join("tasks").join(id);
-    for sub in ["ns", "bundles", "containers", "volumes"] {
+    for sub in ["ns", "bundles", "containers", "volumes", "pidns"] {
         assert!(
             !task_dir.join(sub).exists(),
             "{sub} left in {}",
             task_dir.display()
         );
     }
+    let procs = task_processes(id);
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// Processes whose cgroup is under the task's: none may outlive a task.
+fn task_processes(id: &str) -> Vec<String> {
+    let needle = format!("/berth-tasks/{id}/");
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -623,4 +638,64 @@ fn init_process_reaps_orphans_and_forwards_stop_signals() {
     assert_eq!(container(&d, "main")["exitCode"], 7, "{d}");
     assert_eq!(container(&d, "plain")["exitCode"], 143, "{d}");
     assert_no_task_leftovers(&root, "init");
+}
+
+#[test]
+fn pid_mode_task_containers_share_one_pid_namespace() {
+    let root = task_root("task-pid");
+    let mut d = def(
+        "pid",
+        json!([
+            {"name": "a", "image": "busybox", "essential": false,
+             "command": ["sh", "-c",
+                "sleep 601 & until ps -o args | grep -q '[s]leep 602'; do sleep 0.1; done; echo a sees b; wait"]},
+            {"name": "b", "image": "busybox",
+             "command": ["sh", "-c",
+                "sleep 602 & until ps -o args | grep -q '[s]leep 601'; do sleep 0.1; done; echo b sees a; ps -o pid,user,comm | grep ' 1 '; wait"]}
+        ]),
+    );
+    d["pidMode"] = json!("task");
+    let f = write_def("pid", d);
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "pid", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "pid", "a", "a sees b");
+    let log = wait_log(&root, "pid", "b", "b sees a");
+    // pid 1 of the task's namespace is the holder: berth's init, as nobody.
+    assert!(
+        log.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "nobody", "berth"]),
+        "{log}"
+    );
+    assert!(task(&root, &["stop", "pid"]).status.success());
+    assert_no_task_leftovers(&root, "pid");
+}
+
+#[test]
+fn pid_mode_task_holder_is_removed_when_the_task_fails_to_start() {
+    let root = task_root("task-pidfail");
+    // A busy host port fails the task after its sandbox (and the holder) was made.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let mut d = def(
+        "pidfail",
+        json!([{"name": "main", "image": "busybox", "command": ["true"],
+                "portMappings": [{"containerPort": port}]}]),
+    );
+    d["pidMode"] = json!("task");
+    let f = write_def("pidfail", d);
+    let o = task(
+        &root,
+        &["run", "--name", "pidfail", &f.display().to_string()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_no_task_leftovers(&root, "pidfail");
+    assert!(!root.dir.join("tasks/pidfail").exists());
 }

@@ -41,11 +41,6 @@ pub fn check_supported(plan: &TaskPlan) -> Result<(), Error> {
             "containerDefinitions[{index}].{field}: not supported by the berth task runner: {why}"
         )))
     };
-    if plan.pid_mode.as_deref() == Some("task") {
-        return Err(Error::Unsupported(
-            "pidMode: \"task\" is not supported by the berth task runner yet (each container gets its own pid namespace)".into(),
-        ));
-    }
     for c in &plan.containers {
         if c.interactive || c.pseudo_terminal {
             return unsupported(
@@ -236,14 +231,18 @@ pub fn spec(
     }
 
     let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
-    // Each container has its own pid namespace (pidMode task is refused in check_supported).
-    namespaces.push(json!({"type": "pid"}));
     let join = |t: &str| -> Result<Value, Error> {
         let path = sandbox
             .namespace(t)
             .ok_or_else(|| Error::Invalid(format!("task has no {t} namespace")))?;
         Ok(json!({"type": t, "path": path}))
     };
+    // pidMode task: the task's namespace (pid 1 is its holder); otherwise one per container.
+    if plan.pid_mode.as_deref() == Some("task") {
+        namespaces.push(join("pid")?);
+    } else {
+        namespaces.push(json!({"type": "pid"}));
+    }
     if container.disable_networking {
         namespaces.push(json!({"type": "network"}));
     } else {
