@@ -699,3 +699,97 @@ fn pid_mode_task_holder_is_removed_when_the_task_fails_to_start() {
     assert_no_task_leftovers(&root, "pidfail");
     assert!(!root.dir.join("tasks/pidfail").exists());
 }
+
+/// berth-check and the libraries it needs in one directory, for a task to mount read-only as a
+/// host volume and run through the dynamic loader (the busybox image has no libc).
+fn checker_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join(format!("task-checker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("checker dir");
+        let checker = berth_bin().with_file_name("berth-check");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cp {c} {d}/berth-check && for l in $(ldd {c} | grep -o '/[^ ]*'); do cp -L $l {d}/; done",
+                c = checker.display(),
+                d = dir.display()
+            ))
+            .output()
+            .expect("copy berth-check");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        dir
+    })
+    .clone()
+}
+
+/// A command running berth-check from the `/check` mount.
+fn checker_command(args: &[&str]) -> Value {
+    let mut cmd = vec![
+        "/check/ld-linux-x86-64.so.2",
+        "--library-path",
+        "/check",
+        "/check/berth-check",
+    ];
+    cmd.extend_from_slice(args);
+    json!(cmd)
+}
+
+#[test]
+fn udp_port_mapping_round_trips_from_the_host() {
+    let root = task_root("task-udp");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free udp port")
+        .port();
+    let mut d = def(
+        "udp",
+        // With init, stop's SIGTERM ends berth-check (which has no handler) at once.
+        json!([{"name": "echo", "image": "busybox",
+                "linuxParameters": {"initProcessEnabled": true},
+                "command": checker_command(&["udp-echo", &port.to_string()]),
+                "mountPoints": [{"sourceVolume": "check", "containerPath": "/check", "readOnly": true}],
+                "portMappings": [{"containerPort": port, "protocol": "udp"}]}]),
+    );
+    d["volumes"] = json!([{"name": "check", "host": {"sourcePath": checker_dir()}}]);
+    let f = write_def("udp", d);
+    let o = task(
+        &root,
+        &[
+            "--no-fargate",
+            "run",
+            "-d",
+            "--name",
+            "udp",
+            &f.display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "udp", "echo", "listening");
+    // Two clients: each gets its own session and only its own replies.
+    let clients: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("client"))
+        .collect();
+    for (i, c) in clients.iter().enumerate() {
+        c.set_read_timeout(Some(Duration::from_millis(500))).ok();
+        let msg = format!("ping {i}");
+        let mut buf = [0u8; 64];
+        let mut got = None;
+        for _ in 0..10 {
+            c.send_to(msg.as_bytes(), ("127.0.0.1", port))
+                .expect("send");
+            if let Ok(n) = c.recv(&mut buf) {
+                got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+                break;
+            }
+        }
+        assert_eq!(got.as_deref(), Some(format!("echo:{msg}").as_str()));
+    }
+    assert!(task(&root, &["stop", "udp"]).status.success());
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        "udp port still bound after stop"
+    );
+    assert_no_task_leftovers(&root, "udp");
+}

@@ -73,14 +73,6 @@ pub fn load_plan(path: &Path, opts: &berth_taskdef::Options) -> Result<TaskPlan,
     let def = berth_taskdef::load(&text, opts)?;
     let plan = berth_taskdef::plan(&def, opts)?;
     bundle::check_supported(&plan)?;
-    for c in &plan.containers {
-        if c.port_mappings.iter().any(|p| p.protocol != "tcp") {
-            return Err(Error::Unsupported(format!(
-                "containerDefinitions[{}].portMappings: udp is not supported by the berth task runner (only tcp is forwarded)",
-                c.index
-            )));
-        }
-    }
     Ok(plan)
 }
 
@@ -335,12 +327,13 @@ impl<'a> Runner<'a> {
 
     fn run_to_end(&mut self, record: &mut TaskRecord, opts: &mut RunOptions) -> Result<i32, Error> {
         let sandbox = Sandbox::create(self.paths, &self.id, self.plan)?;
-        let tcp = ports::tcp_ports(self.plan);
-        if !tcp.is_empty() {
+        let tcp = ports::host_ports(self.plan, "tcp");
+        let udp = ports::host_ports(self.plan, "udp");
+        if !tcp.is_empty() || !udp.is_empty() {
             let netns = sandbox
                 .namespace("network")
                 .ok_or_else(|| Error::Invalid("task has no network namespace".into()))?;
-            self.forwarders = Some(Forwarders::start(netns, &tcp)?);
+            self.forwarders = Some(Forwarders::start(netns, &tcp, &udp)?);
         }
         self.sandbox = Some(sandbox);
         record.last_status = TaskStatus::Pending;
