@@ -793,3 +793,42 @@ fn udp_port_mapping_round_trips_from_the_host() {
     );
     assert_no_task_leftovers(&root, "udp");
 }
+
+#[test]
+fn pseudo_terminal_output_is_logged_and_interactive_keeps_stdin_open() {
+    let root = task_root("task-tty");
+    let f = write_def(
+        "tty",
+        def(
+            "tty",
+            json!([
+                {"name": "main", "image": "busybox", "pseudoTerminal": true,
+                 "dependsOn": [{"containerName": "stdin", "condition": "COMPLETE"}],
+                 "command": ["sh", "-c",
+                    "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; echo to-stderr >&2"]},
+                // Without interactive, stdin is /dev/null and cat ends at once with 0.
+                {"name": "stdin", "image": "busybox", "essential": false, "interactive": true,
+                 "command": ["sh", "-c", "timeout 1 cat; echo cat=$?"]}
+            ]),
+        ),
+    );
+    let o = task(&root, &["run", "--name", "tty", &f.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let log = std::fs::read_to_string(root.dir.join("tasks/tty/logs/main.log")).expect("log");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let texts: Vec<&str> = lines.iter().filter_map(|l| l["log"].as_str()).collect();
+    // A terminal's output: one stream, CRLF line ends (as Docker logs a tty).
+    assert!(lines.iter().all(|l| l["stream"] == "stdout"), "{log}");
+    assert!(texts[0].starts_with("/dev/pts/"), "{log}");
+    assert!(texts.contains(&"all-tty\r\n"), "{log}");
+    assert!(texts.contains(&"to-stderr\r\n"), "{log}");
+    let stdin = text(&task(&root, &["logs", "tty", "stdin"]).stdout);
+    assert!(
+        stdin.contains("cat=143"),
+        "stdin was not kept open: {stdin}"
+    );
+    assert_no_task_leftovers(&root, "tty");
+}

@@ -33,23 +33,10 @@ const DEFAULT_CAPS: &[&str] = &[
 /// Docker's /dev/shm size when sharedMemorySize is not given.
 const DEFAULT_SHM_BYTES: u64 = 64 << 20;
 
-/// Refuses what the runner cannot honour yet, before anything is made. berth_taskdef accepts these
-/// (they are valid ECS), so the runner must say no rather than run the container differently.
-pub fn check_supported(plan: &TaskPlan) -> Result<(), Error> {
-    let unsupported = |index: usize, field: &str, why: &str| {
-        Err(Error::Unsupported(format!(
-            "containerDefinitions[{index}].{field}: not supported by the berth task runner: {why}"
-        )))
-    };
-    for c in &plan.containers {
-        if c.interactive || c.pseudo_terminal {
-            return unsupported(
-                c.index,
-                "pseudoTerminal",
-                "task containers have no terminal (their output goes to the task's logs)",
-            );
-        }
-    }
+/// Refuses what the runner cannot honour yet, before anything is made. berth_taskdef accepts such
+/// fields (they are valid ECS), so the runner must say no rather than run the container
+/// differently. Every field the plan carries is honoured today.
+pub fn check_supported(_plan: &TaskPlan) -> Result<(), Error> {
     Ok(())
 }
 
@@ -332,7 +319,8 @@ pub fn spec(
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            // pseudoTerminal: a pty made inside the container, its master sent to the runner.
+            "terminal": container.pseudo_terminal,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional},
             "args": process.args,
             "env": process.env,
