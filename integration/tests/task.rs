@@ -832,3 +832,141 @@ fn pseudo_terminal_output_is_logged_and_interactive_keeps_stdin_open() {
     );
     assert_no_task_leftovers(&root, "tty");
 }
+
+#[test]
+fn linux_parameters_and_host_volumes_take_effect_inside() {
+    let root = task_root("task-linux");
+    let host_dir = scratch().join(unique("task-hostvol"));
+    let ro_dir = scratch().join(unique("task-hostvol-ro"));
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    std::fs::create_dir_all(&ro_dir).expect("ro dir");
+    std::fs::write(ro_dir.join("given"), "from-host\n").expect("seed");
+    let mut d = def(
+        "linux",
+        json!([{"name": "main", "image": "busybox",
+            "linuxParameters": {
+                "sharedMemorySize": 128,
+                "tmpfs": [{"containerPath": "/scratch", "size": 16,
+                           "mountOptions": ["noexec", "mode=1770"]}],
+                "devices": [{"hostPath": "/dev/loop-control", "containerPath": "/dev/lc",
+                             "permissions": ["read"]}]},
+            "mountPoints": [
+                {"sourceVolume": "out", "containerPath": "/out"},
+                {"sourceVolume": "in", "containerPath": "/in", "readOnly": true}],
+            "command": ["sh", "-c", concat!(
+                "grep -E ' /dev/shm | /scratch ' /proc/mounts; ",
+                "echo data > /scratch/f && echo tmpfs-writable; ",
+                "[ -c /dev/lc ] && echo dev-present; ",
+                // Subshells: a failed redirection on `:` (a special builtin) would end sh.
+                "(true < /dev/lc) && echo dev-read-ok; ",
+                "(true > /dev/lc) 2>/dev/null || echo dev-write-refused; ",
+                "[ -e /dev/fuse ] || echo unlisted-absent; ",
+                "echo from-container > /out/written; ",
+                "cat /in/given; touch /in/x 2>/dev/null || echo ro-refused")]}]),
+    );
+    d["volumes"] = json!([
+        {"name": "out", "host": {"sourcePath": host_dir}},
+        {"name": "in", "host": {"sourcePath": ro_dir}}
+    ]);
+    let f = write_def("linux", d);
+    let o = task(
+        &root,
+        &[
+            "--no-fargate",
+            "run",
+            "--name",
+            "linux",
+            &f.display().to_string(),
+        ],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    let mount = |dest: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(dest))
+            .unwrap_or_else(|| panic!("{dest} not mounted: {out}"))
+            .to_string()
+    };
+    let shm = mount("/dev/shm");
+    assert!(shm.contains("size=131072k"), "sharedMemorySize: {shm}");
+    let scratch_mount = mount("/scratch");
+    assert!(scratch_mount.contains(" tmpfs "), "{scratch_mount}");
+    for opt in ["size=16384k", "noexec", "mode=1770"] {
+        assert!(scratch_mount.contains(opt), "tmpfs {opt}: {scratch_mount}");
+    }
+    for word in [
+        "tmpfs-writable",
+        "dev-present",
+        "dev-read-ok",
+        "dev-write-refused",
+        "unlisted-absent",
+        "from-host",
+        "ro-refused",
+    ] {
+        assert!(out.contains(&format!("main | {word}")), "{word}: {out}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("written")).expect("file on the host"),
+        "from-container\n"
+    );
+    assert!(!ro_dir.join("x").exists(), "readOnly volume was written");
+    // Host volumes are the host's: they stay after the task.
+    assert!(host_dir.exists());
+    assert_no_task_leftovers(&root, "linux");
+    let _ = std::fs::remove_dir_all(&host_dir);
+    let _ = std::fs::remove_dir_all(&ro_dir);
+}
+
+#[test]
+fn task_volume_is_shared_by_two_running_containers() {
+    let root = task_root("task-vol");
+    let mut d = def(
+        "vol",
+        json!([
+            {"name": "a", "image": "busybox", "essential": false,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c",
+                "echo a > /v/a; until [ -f /v/b ]; do sleep 0.1; done; echo a-sees-$(cat /v/b)"]},
+            {"name": "b", "image": "busybox",
+             "dependsOn": [{"containerName": "a", "condition": "START"}],
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data"}],
+             "command": ["sh", "-c",
+                "echo b > /data/b; until [ -f /data/a ]; do sleep 0.1; done; echo b-sees-$(cat /data/a); sleep 1"]}
+        ]),
+    );
+    d["volumes"] = json!([{"name": "shared"}]);
+    let f = write_def("vol", d);
+    let o = task(&root, &["run", "--name", "vol", &f.display().to_string()]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("a | a-sees-b"), "{out}");
+    assert!(out.contains("b | b-sees-a"), "{out}");
+    assert_no_task_leftovers(&root, "vol");
+}
+
+#[test]
+fn sidecar_sample_shares_pids_and_init_stops_at_once() {
+    let root = task_root("task-sidecar");
+    let sample = repo().join("bundles/tasks/sidecar.json");
+    let start = Instant::now();
+    let o = task(
+        &root,
+        &["run", "--name", "sidecar", &sample.display().to_string()],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    // app's stopTimeout is the default 30 s: only the forwarded SIGTERM makes this quick.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(out.contains("monitor | monitor sees:"), "{out}");
+    assert!(
+        out.contains("sleep 600"),
+        "monitor does not see app's process: {out}"
+    );
+    let d = describe(&root, "sidecar");
+    assert_eq!(container(&d, "app")["exitCode"], 143, "{d}");
+    assert_no_task_leftovers(&root, "sidecar");
+}
