@@ -595,7 +595,13 @@ fn init_process_reaps_orphans_and_forwards_stop_signals() {
                 {"name": "main", "image": "busybox", "stopTimeout": 20,
                  "linuxParameters": {"initProcessEnabled": true},
                  "command": ["sh", "-c",
-                    "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,comm; echo self $$; trap 'exit 7' TERM; echo ready; sleep 600 & wait"]},
+                    concat!(
+                    "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,comm; echo self $$; ",
+                    // init is not dumpable: no /proc/1/exe (berth's memfd) from inside; and
+                    // SIGKILL from inside the namespace cannot end it.
+                    "readlink /proc/1/exe >/dev/null 2>&1 || echo exe-denied; ",
+                    "kill -KILL 1; sleep 0.2; echo survived-kill; ",
+                    "trap 'exit 7' TERM; echo ready; sleep 600 & wait")]},
                 // As pid 1, sleep would ignore SIGTERM; as init's child it dies of it: 128+15.
                 {"name": "plain", "image": "busybox", "essential": false, "stopTimeout": 20,
                  "linuxParameters": {"initProcessEnabled": true},
@@ -627,6 +633,8 @@ fn init_process_reaps_orphans_and_forwards_stop_signals() {
         log.contains("self 2\n"),
         "the program is not init's first child: {log}"
     );
+    assert!(log.contains("exe-denied\n"), "{log}");
+    assert!(log.contains("survived-kill\n"), "{log}");
     let start = Instant::now();
     assert!(task(&root, &["stop", "init"]).status.success());
     assert!(
