@@ -775,25 +775,37 @@ fn udp_port_mapping_round_trips_from_the_host() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     wait_log(&root, "udp", "echo", "listening");
-    // Two clients: each gets its own session and only its own replies.
+    // Two clients: each gets its own session (its own upstream socket, seen by the echo server
+    // as the sender port) and only its own replies; a second datagram reuses the session.
     let clients: Vec<std::net::UdpSocket> = (0..2)
         .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("client"))
         .collect();
-    for (i, c) in clients.iter().enumerate() {
+    let round_trip = |c: &std::net::UdpSocket, msg: &str| -> (String, String) {
         c.set_read_timeout(Some(Duration::from_millis(500))).ok();
-        let msg = format!("ping {i}");
         let mut buf = [0u8; 64];
-        let mut got = None;
         for _ in 0..10 {
             c.send_to(msg.as_bytes(), ("127.0.0.1", port))
                 .expect("send");
             if let Ok(n) = c.recv(&mut buf) {
-                got = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
-                break;
+                let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut parts = reply.splitn(3, ':');
+                assert_eq!(parts.next(), Some("echo"), "{reply}");
+                let session = parts.next().unwrap_or_default().to_string();
+                return (session, parts.next().unwrap_or_default().to_string());
             }
         }
-        assert_eq!(got.as_deref(), Some(format!("echo:{msg}").as_str()));
+        panic!("no reply to {msg:?} through udp port {port}");
+    };
+    let mut sessions = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let (s1, body) = round_trip(c, &format!("ping {i}"));
+        assert_eq!(body, format!("ping {i}"));
+        let (s2, body) = round_trip(c, &format!("again {i}"));
+        assert_eq!(body, format!("again {i}"));
+        assert_eq!(s1, s2, "client {i}: a second datagram got a new session");
+        sessions.push(s1);
     }
+    assert_ne!(sessions[0], sessions[1], "two clients shared a session");
     assert!(task(&root, &["stop", "udp"]).status.success());
     assert!(
         std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),

@@ -333,7 +333,8 @@ fn exe_attack(secs: u64) -> Value {
     json!({"opened_for_write": opened, "probes": seen})
 }
 
-/// A UDP echo server on 127.0.0.1:PORT: replies `echo:<datagram>` to each sender, forever.
+/// A UDP echo server on 127.0.0.1:PORT: replies `echo:<sender port>:<datagram>` to each
+/// sender, forever (the sender's port tells which forwarder session a datagram came through).
 /// busybox's nc has no UDP mode, so the task tests' UDP mapping talks to this.
 fn udp_echo(port: u16) -> Value {
     let sock = match std::net::UdpSocket::bind(("127.0.0.1", port)) {
@@ -344,7 +345,7 @@ fn udp_echo(port: u16) -> Value {
     let mut buf = [0u8; 2048];
     loop {
         if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let mut reply = b"echo:".to_vec();
+            let mut reply = format!("echo:{}:", from.port()).into_bytes();
             reply.extend_from_slice(&buf[..n]);
             let _ = sock.send_to(&reply, from);
         }
