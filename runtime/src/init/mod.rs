@@ -198,9 +198,14 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
 
     ch.send(&FromChild::Ready)
         .map_err(|e| SetupError::invalid(e.to_string()))?;
-    if let Some(mut f) = fifo {
+    // Read through a borrow: our end stays open until execve closes it (O_CLOEXEC), which is
+    // what `start` waits for before it runs poststart hooks. Dropped here, startContainer
+    // hooks would race with poststart.
+    if let Some(f) = fifo.as_ref() {
         let mut b = [0u8; 1];
-        f.read_exact(&mut b)
+        let mut reader: &File = f;
+        reader
+            .read_exact(&mut b)
             .ctx(|| "waiting for start on exec.fifo".into())?;
     }
     run_hooks_in_container("startContainer", spec, plan)?;
