@@ -271,7 +271,7 @@ fn udp_loop(socket: UdpSocket, port: u16, dial: Sender<Dial>, stop: Arc<AtomicBo
                 std::thread::Builder::new()
                     .name(format!("udp-{port}-reply"))
                     .spawn(move || {
-                        udp_replies(&upstream, &socket, client, &last, &stop, now_ms);
+                        udp_replies(&upstream, &socket, client, &last, &stop, now_ms, UDP_IDLE);
                         done.store(true, Ordering::SeqCst);
                     })
             };
@@ -307,7 +307,7 @@ fn udp_loop(socket: UdpSocket, port: u16, dial: Sender<Dial>, stop: Arc<AtomicBo
 }
 
 /// Copies datagrams from a session's upstream back to its client until the session is idle for
-/// [`UDP_IDLE`] or the forwarder stops.
+/// `idle` ([`UDP_IDLE`]) or the forwarder stops.
 fn udp_replies(
     upstream: &UdpSocket,
     socket: &UdpSocket,
@@ -315,9 +315,10 @@ fn udp_replies(
     last: &AtomicU64,
     stop: &AtomicBool,
     now_ms: impl Fn() -> u64,
+    idle: Duration,
 ) {
     let mut buf = vec![0u8; 65536];
-    let idle_ms = UDP_IDLE.as_millis() as u64;
+    let idle_ms = idle.as_millis() as u64;
     while !stop.load(Ordering::SeqCst) {
         match upstream.recv(&mut buf) {
             Ok(n) => {
@@ -352,4 +353,54 @@ pub fn host_ports(plan: &berth_taskdef::TaskPlan, protocol: &str) -> Vec<u16> {
     ports.sort_unstable();
     ports.dedup();
     ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session's reply thread copies the task's replies to its client through the host socket,
+    /// and ends on its own once no datagram has passed for the idle timeout.
+    #[test]
+    fn udp_session_copies_replies_then_expires_when_idle() {
+        let bind = || UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (task_side, upstream, host, client) = (bind(), bind(), bind(), bind());
+        upstream
+            .connect(task_side.local_addr().expect("addr"))
+            .expect("connect");
+        upstream.set_read_timeout(Some(POLL)).expect("timeout");
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let (upstream_addr, client_addr) = (
+            upstream.local_addr().expect("addr"),
+            client.local_addr().expect("addr"),
+        );
+        let host_addr = host.local_addr().expect("addr");
+        let epoch = Instant::now();
+        let now_ms = move || epoch.elapsed().as_millis() as u64;
+        let last = Arc::new(AtomicU64::new(now_ms()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let idle = Duration::from_millis(500);
+        let t = {
+            let (last, stop) = (last.clone(), stop.clone());
+            std::thread::spawn(move || {
+                udp_replies(&upstream, &host, client_addr, &last, &stop, now_ms, idle)
+            })
+        };
+        task_side.send_to(b"pong", upstream_addr).expect("send");
+        let mut buf = [0u8; 16];
+        let (n, from) = client
+            .recv_from(&mut buf)
+            .expect("reply reaches the client");
+        assert_eq!((&buf[..n], from), (&b"pong"[..], host_addr));
+        let replied = Instant::now();
+        t.join().expect("reply thread");
+        let quiet = replied.elapsed();
+        assert!(
+            quiet >= idle - POLL,
+            "ended before the idle timeout: {quiet:?}"
+        );
+        assert!(quiet < idle * 4, "did not expire: {quiet:?}");
+    }
 }
