@@ -368,3 +368,90 @@ fn foreground_terminal_is_relayed() {
     assert!(text.contains("/dev/pts/"), "{text}");
     root.ok(&["delete", "--force", &id2]);
 }
+
+/// A field of /proc/<pid>/status.
+fn proc_status(pid: i64, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn init_annotation_puts_berths_init_at_pid_1() {
+    // run: the program is pid 2 under berth's init, and its exit code is the container's.
+    let id = unique("initrun");
+    let root = Root::new(&id);
+    let mut b = Bundle::new(
+        Path::new(CHECK),
+        &id,
+        &["sh", "-c", "echo pid=$$; cat /proc/1/cmdline; echo; exit 3"],
+    );
+    b.config["annotations"] = serde_json::json!({"berth.init": "true"});
+    b.write();
+    let (code, out, err) = run(&root, &b);
+    assert_eq!(code, 3, "stdout {out} stderr {err}");
+    assert!(out.contains("pid=2\n"), "{out}");
+    assert!(out.contains("berth-init"), "{out}");
+    drop(b);
+
+    // A running one: init has the program's credentials, capabilities, no_new_privs and
+    // seccomp mode, holds only stdio, and forwards SIGTERM (sleep, pid 1, would ignore it).
+    let id = unique("initkill");
+    let root = Root::new(&id);
+    let mut b = Bundle::new(Path::new(CHECK), &id, &["sleep", "300"]);
+    b.config["annotations"] = serde_json::json!({"berth.init": "true"});
+    b.config["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["capabilities"] =
+        serde_json::json!({"bounding": ["CAP_KILL"], "effective": [], "permitted": []});
+    b.write();
+    root.ok(&["create", "--bundle", &b.dir.display().to_string(), &id]);
+    root.ok(&["start", &id]);
+    wait_status(&root, &id, "running");
+    let init = root.state(&id)["pid"].as_i64().expect("pid");
+    let mut child = 0i64;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child == 0 {
+        child = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmd = std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default();
+        if !cmd.starts_with("sleep") {
+            child = 0;
+        }
+        assert!(Instant::now() < deadline, "init never started sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for field in [
+        "Uid",
+        "Gid",
+        "CapEff",
+        "CapPrm",
+        "CapBnd",
+        "NoNewPrivs",
+        "Seccomp",
+    ] {
+        assert_eq!(
+            proc_status(init, field),
+            proc_status(child, field),
+            "{field} of init and program differ"
+        );
+    }
+    assert!(proc_status(init, "Uid").starts_with("1000"));
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .expect("fd dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"], "init holds extra fds");
+    root.ok(&["kill", &id, "TERM"]);
+    wait_status(&root, &id, "stopped");
+    root.ok(&["delete", &id]);
+    assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+}

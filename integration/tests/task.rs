@@ -118,13 +118,28 @@ fn assert_no_task_leftovers(root: &Root, id: &str) {
     let dir = root.dir.join("tasks").join(id).display().to_string();
     assert!(!mounts.contains(&dir), "mounts left under {dir}:\n{mounts}");
     let task_dir = root.dir.join("tasks").join(id);
-    for sub in ["ns", "bundles", "containers", "volumes"] {
+    for sub in ["ns", "bundles", "containers", "volumes", "pidns"] {
         assert!(
             !task_dir.join(sub).exists(),
             "{sub} left in {}",
             task_dir.display()
         );
     }
+    let procs = task_processes(id);
+    assert!(procs.is_empty(), "processes left: {procs:?}");
+}
+
+/// Processes whose cgroup is under the task's: none may outlive a task.
+fn task_processes(id: &str) -> Vec<String> {
+    let needle = format!("/berth-tasks/{id}/");
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&needle))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -551,4 +566,427 @@ fn invalid_definitions_fail_with_their_path_and_leave_nothing() {
         .filter(|c| c.contains("--supervise") && c.contains(&root.dir.display().to_string()))
         .count();
     assert_eq!(ps, 0, "a supervisor was started");
+}
+
+/// Polls `berth task logs ID NAME` until it contains `needle`; returns the log text.
+fn wait_log(root: &Root, id: &str, name: &str, needle: &str) -> String {
+    let mut log = String::new();
+    wait_for(
+        &format!("{needle:?} in {name}'s log"),
+        Duration::from_secs(15),
+        || {
+            log = text(&task(root, &["logs", id, name]).stdout);
+            log.contains(needle)
+        },
+    );
+    log
+}
+
+#[test]
+fn init_process_reaps_orphans_and_forwards_stop_signals() {
+    let root = task_root("task-init");
+    let f = write_def(
+        "init",
+        def(
+            "init",
+            json!([
+                // The inner sh exits at once: its background sleep is orphaned to pid 1, which
+                // must reap it (no Z in ps a second later).
+                {"name": "main", "image": "busybox", "stopTimeout": 20,
+                 "linuxParameters": {"initProcessEnabled": true},
+                 "command": ["sh", "-c",
+                    concat!(
+                    "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,comm; echo self $$; ",
+                    // init is not dumpable: no /proc/1/exe (berth's memfd) from inside; and
+                    // SIGKILL from inside the namespace cannot end it.
+                    "readlink /proc/1/exe >/dev/null 2>&1 || echo exe-denied; ",
+                    "kill -KILL 1; sleep 0.2; echo survived-kill; ",
+                    "trap 'exit 7' TERM; echo ready; sleep 600 & wait")]},
+                // As pid 1, sleep would ignore SIGTERM; as init's child it dies of it: 128+15.
+                {"name": "plain", "image": "busybox", "essential": false, "stopTimeout": 20,
+                 "linuxParameters": {"initProcessEnabled": true},
+                 "command": ["sleep", "600"]}
+            ]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "init", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let log = wait_log(&root, "init", "main", "ready");
+    let rows: Vec<Vec<&str>> = log
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|r: &Vec<&str>| r.len() == 3 && r[0].parse::<u32>().is_ok())
+        .collect();
+    assert_eq!(
+        rows.first().map(|r| (r[0], r[2])),
+        Some(("1", "berth")),
+        "{log}"
+    );
+    assert!(
+        rows.iter().all(|r| !r[1].contains('Z')),
+        "zombie left: {log}"
+    );
+    assert!(
+        log.contains("self 2\n"),
+        "the program is not init's first child: {log}"
+    );
+    assert!(log.contains("exe-denied\n"), "{log}");
+    assert!(log.contains("survived-kill\n"), "{log}");
+    let start = Instant::now();
+    assert!(task(&root, &["stop", "init"]).status.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "SIGTERM not forwarded: stop took {:?}",
+        start.elapsed()
+    );
+    let d = describe(&root, "init");
+    assert_eq!(container(&d, "main")["exitCode"], 7, "{d}");
+    assert_eq!(container(&d, "plain")["exitCode"], 143, "{d}");
+    assert_no_task_leftovers(&root, "init");
+}
+
+#[test]
+fn pid_mode_task_containers_share_one_pid_namespace() {
+    let root = task_root("task-pid");
+    let mut d = def(
+        "pid",
+        json!([
+            {"name": "a", "image": "busybox", "essential": false,
+             "command": ["sh", "-c",
+                "sleep 601 & until ps -o args | grep -q '[s]leep 602'; do sleep 0.1; done; echo a sees b; wait"]},
+            {"name": "b", "image": "busybox",
+             "command": ["sh", "-c",
+                "sleep 602 & until ps -o args | grep -q '[s]leep 601'; do sleep 0.1; done; echo b sees a; ps -o pid,user,comm | grep ' 1 '; wait"]}
+        ]),
+    );
+    d["pidMode"] = json!("task");
+    let f = write_def("pid", d);
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "pid", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "pid", "a", "a sees b");
+    let log = wait_log(&root, "pid", "b", "b sees a");
+    // pid 1 of the task's namespace is the holder: berth's init, as nobody.
+    assert!(
+        log.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "nobody", "berth"]),
+        "{log}"
+    );
+    assert!(task(&root, &["stop", "pid"]).status.success());
+    assert_no_task_leftovers(&root, "pid");
+}
+
+#[test]
+fn pid_mode_task_holder_is_removed_when_the_task_fails_to_start() {
+    let root = task_root("task-pidfail");
+    // A busy host port fails the task after its sandbox (and the holder) was made.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("addr").port();
+    let mut d = def(
+        "pidfail",
+        json!([{"name": "main", "image": "busybox", "command": ["true"],
+                "portMappings": [{"containerPort": port}]}]),
+    );
+    d["pidMode"] = json!("task");
+    let f = write_def("pidfail", d);
+    let o = task(
+        &root,
+        &["run", "--name", "pidfail", &f.display().to_string()],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_no_task_leftovers(&root, "pidfail");
+    assert!(!root.dir.join("tasks/pidfail").exists());
+}
+
+/// berth-check and the libraries it needs in one directory, for a task to mount read-only as a
+/// host volume and run through the dynamic loader (the busybox image has no libc).
+fn checker_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join(format!("task-checker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("checker dir");
+        let checker = berth_bin().with_file_name("berth-check");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cp {c} {d}/berth-check && for l in $(ldd {c} | grep -o '/[^ ]*'); do cp -L $l {d}/; done",
+                c = checker.display(),
+                d = dir.display()
+            ))
+            .output()
+            .expect("copy berth-check");
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        dir
+    })
+    .clone()
+}
+
+/// A command running berth-check from the `/check` mount.
+fn checker_command(args: &[&str]) -> Value {
+    let mut cmd = vec![
+        "/check/ld-linux-x86-64.so.2",
+        "--library-path",
+        "/check",
+        "/check/berth-check",
+    ];
+    cmd.extend_from_slice(args);
+    json!(cmd)
+}
+
+#[test]
+fn udp_port_mapping_round_trips_from_the_host() {
+    let root = task_root("task-udp");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free udp port")
+        .port();
+    let mut d = def(
+        "udp",
+        // With init, stop's SIGTERM ends berth-check (which has no handler) at once.
+        json!([{"name": "echo", "image": "busybox",
+                "linuxParameters": {"initProcessEnabled": true},
+                "command": checker_command(&["udp-echo", &port.to_string()]),
+                "mountPoints": [{"sourceVolume": "check", "containerPath": "/check", "readOnly": true}],
+                "portMappings": [{"containerPort": port, "protocol": "udp"}]}]),
+    );
+    d["volumes"] = json!([{"name": "check", "host": {"sourcePath": checker_dir()}}]);
+    let f = write_def("udp", d);
+    let o = task(
+        &root,
+        &[
+            "--no-fargate",
+            "run",
+            "-d",
+            "--name",
+            "udp",
+            &f.display().to_string(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "udp", "echo", "listening");
+    // Two clients: each gets its own session (its own upstream socket, seen by the echo server
+    // as the sender port) and only its own replies; a second datagram reuses the session.
+    let clients: Vec<std::net::UdpSocket> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("client"))
+        .collect();
+    let round_trip = |c: &std::net::UdpSocket, msg: &str| -> (String, String) {
+        c.set_read_timeout(Some(Duration::from_millis(500))).ok();
+        let mut buf = [0u8; 64];
+        for _ in 0..10 {
+            c.send_to(msg.as_bytes(), ("127.0.0.1", port))
+                .expect("send");
+            if let Ok(n) = c.recv(&mut buf) {
+                let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let mut parts = reply.splitn(3, ':');
+                assert_eq!(parts.next(), Some("echo"), "{reply}");
+                let session = parts.next().unwrap_or_default().to_string();
+                return (session, parts.next().unwrap_or_default().to_string());
+            }
+        }
+        panic!("no reply to {msg:?} through udp port {port}");
+    };
+    let mut sessions = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let (s1, body) = round_trip(c, &format!("ping {i}"));
+        assert_eq!(body, format!("ping {i}"));
+        let (s2, body) = round_trip(c, &format!("again {i}"));
+        assert_eq!(body, format!("again {i}"));
+        assert_eq!(s1, s2, "client {i}: a second datagram got a new session");
+        sessions.push(s1);
+    }
+    assert_ne!(sessions[0], sessions[1], "two clients shared a session");
+    assert!(task(&root, &["stop", "udp"]).status.success());
+    assert!(
+        std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok(),
+        "udp port still bound after stop"
+    );
+    assert_no_task_leftovers(&root, "udp");
+}
+
+#[test]
+fn pseudo_terminal_output_is_logged_and_interactive_keeps_stdin_open() {
+    let root = task_root("task-tty");
+    let f = write_def(
+        "tty",
+        def(
+            "tty",
+            json!([
+                {"name": "main", "image": "busybox", "pseudoTerminal": true,
+                 "dependsOn": [{"containerName": "stdin", "condition": "COMPLETE"}],
+                 "command": ["sh", "-c",
+                    "tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-tty; echo to-stderr >&2"]},
+                // Without interactive, stdin is /dev/null and cat ends at once with 0.
+                {"name": "stdin", "image": "busybox", "essential": false, "interactive": true,
+                 "command": ["sh", "-c", "timeout 1 cat; echo cat=$?"]}
+            ]),
+        ),
+    );
+    let o = task(&root, &["run", "--name", "tty", &f.display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let log = std::fs::read_to_string(root.dir.join("tasks/tty/logs/main.log")).expect("log");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let texts: Vec<&str> = lines.iter().filter_map(|l| l["log"].as_str()).collect();
+    // A terminal's output: one stream, CRLF line ends (as Docker logs a tty).
+    assert!(lines.iter().all(|l| l["stream"] == "stdout"), "{log}");
+    assert!(texts[0].starts_with("/dev/pts/"), "{log}");
+    assert!(texts.contains(&"all-tty\r\n"), "{log}");
+    assert!(texts.contains(&"to-stderr\r\n"), "{log}");
+    let stdin = text(&task(&root, &["logs", "tty", "stdin"]).stdout);
+    assert!(
+        stdin.contains("cat=143"),
+        "stdin was not kept open: {stdin}"
+    );
+    assert_no_task_leftovers(&root, "tty");
+}
+
+#[test]
+fn linux_parameters_and_host_volumes_take_effect_inside() {
+    let root = task_root("task-linux");
+    let host_dir = scratch().join(unique("task-hostvol"));
+    let ro_dir = scratch().join(unique("task-hostvol-ro"));
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    std::fs::create_dir_all(&ro_dir).expect("ro dir");
+    std::fs::write(ro_dir.join("given"), "from-host\n").expect("seed");
+    let mut d = def(
+        "linux",
+        json!([{"name": "main", "image": "busybox",
+            "linuxParameters": {
+                "sharedMemorySize": 128,
+                "tmpfs": [{"containerPath": "/scratch", "size": 16,
+                           "mountOptions": ["noexec", "mode=1770"]}],
+                "devices": [{"hostPath": "/dev/loop-control", "containerPath": "/dev/lc",
+                             "permissions": ["read"]}]},
+            "mountPoints": [
+                {"sourceVolume": "out", "containerPath": "/out"},
+                {"sourceVolume": "in", "containerPath": "/in", "readOnly": true}],
+            "command": ["sh", "-c", concat!(
+                "grep -E ' /dev/shm | /scratch ' /proc/mounts; ",
+                "echo data > /scratch/f && echo tmpfs-writable; ",
+                "[ -c /dev/lc ] && echo dev-present; ",
+                // Subshells: a failed redirection on `:` (a special builtin) would end sh.
+                "(true < /dev/lc) && echo dev-read-ok; ",
+                "(true > /dev/lc) 2>/dev/null || echo dev-write-refused; ",
+                "[ -e /dev/fuse ] || echo unlisted-absent; ",
+                "echo from-container > /out/written; ",
+                "cat /in/given; touch /in/x 2>/dev/null || echo ro-refused")]}]),
+    );
+    d["volumes"] = json!([
+        {"name": "out", "host": {"sourcePath": host_dir}},
+        {"name": "in", "host": {"sourcePath": ro_dir}}
+    ]);
+    let f = write_def("linux", d);
+    let o = task(
+        &root,
+        &[
+            "--no-fargate",
+            "run",
+            "--name",
+            "linux",
+            &f.display().to_string(),
+        ],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    let mount = |dest: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(dest))
+            .unwrap_or_else(|| panic!("{dest} not mounted: {out}"))
+            .to_string()
+    };
+    let shm = mount("/dev/shm");
+    assert!(shm.contains("size=131072k"), "sharedMemorySize: {shm}");
+    let scratch_mount = mount("/scratch");
+    assert!(scratch_mount.contains(" tmpfs "), "{scratch_mount}");
+    for opt in ["size=16384k", "noexec", "mode=1770"] {
+        assert!(scratch_mount.contains(opt), "tmpfs {opt}: {scratch_mount}");
+    }
+    for word in [
+        "tmpfs-writable",
+        "dev-present",
+        "dev-read-ok",
+        "dev-write-refused",
+        "unlisted-absent",
+        "from-host",
+        "ro-refused",
+    ] {
+        assert!(out.contains(&format!("main | {word}")), "{word}: {out}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("written")).expect("file on the host"),
+        "from-container\n"
+    );
+    assert!(!ro_dir.join("x").exists(), "readOnly volume was written");
+    // Host volumes are the host's: they stay after the task.
+    assert!(host_dir.exists());
+    assert_no_task_leftovers(&root, "linux");
+    let _ = std::fs::remove_dir_all(&host_dir);
+    let _ = std::fs::remove_dir_all(&ro_dir);
+}
+
+#[test]
+fn task_volume_is_shared_by_two_running_containers() {
+    let root = task_root("task-vol");
+    let mut d = def(
+        "vol",
+        json!([
+            {"name": "a", "image": "busybox", "essential": false,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c",
+                "echo a > /v/a; until [ -f /v/b ]; do sleep 0.1; done; echo a-sees-$(cat /v/b)"]},
+            {"name": "b", "image": "busybox",
+             "dependsOn": [{"containerName": "a", "condition": "START"}],
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data"}],
+             "command": ["sh", "-c",
+                "echo b > /data/b; until [ -f /data/a ]; do sleep 0.1; done; echo b-sees-$(cat /data/a); sleep 1"]}
+        ]),
+    );
+    d["volumes"] = json!([{"name": "shared"}]);
+    let f = write_def("vol", d);
+    let o = task(&root, &["run", "--name", "vol", &f.display().to_string()]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("a | a-sees-b"), "{out}");
+    assert!(out.contains("b | b-sees-a"), "{out}");
+    assert_no_task_leftovers(&root, "vol");
+}
+
+#[test]
+fn sidecar_sample_shares_pids_and_init_stops_at_once() {
+    let root = task_root("task-sidecar");
+    let sample = repo().join("bundles/tasks/sidecar.json");
+    let start = Instant::now();
+    let o = task(
+        &root,
+        &["run", "--name", "sidecar", &sample.display().to_string()],
+    );
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", text(&o.stderr));
+    // app's stopTimeout is the default 30 s: only the forwarded SIGTERM makes this quick.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(out.contains("monitor | monitor sees:"), "{out}");
+    assert!(
+        out.contains("sleep 600"),
+        "monitor does not see app's process: {out}"
+    );
+    let d = describe(&root, "sidecar");
+    assert_eq!(container(&d, "app")["exitCode"], 143, "{d}");
+    assert_no_task_leftovers(&root, "sidecar");
 }

@@ -333,6 +333,25 @@ fn exe_attack(secs: u64) -> Value {
     json!({"opened_for_write": opened, "probes": seen})
 }
 
+/// A UDP echo server on 127.0.0.1:PORT: replies `echo:<sender port>:<datagram>` to each
+/// sender, forever (the sender's port tells which forwarder session a datagram came through).
+/// busybox's nc has no UDP mode, so the task tests' UDP mapping talks to this.
+fn udp_echo(port: u16) -> Value {
+    let sock = match std::net::UdpSocket::bind(("127.0.0.1", port)) {
+        Ok(s) => s,
+        Err(e) => return json!({"udp_echo": port, "error": e.to_string()}),
+    };
+    println!("{}", json!({"udp_echo": port, "listening": true}));
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let mut reply = format!("echo:{}:", from.port()).into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = sock.send_to(&reply, from);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("report");
@@ -361,6 +380,7 @@ fn main() {
             }
             json!({"ptrace": pid, "errno": err})
         }
+        "udp-echo" => udp_echo(arg.parse().unwrap_or(9000)),
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(arg.parse().unwrap_or(3600)));
             json!({})

@@ -138,6 +138,9 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
         },
         None => None,
     };
+    if let Some(m) = &master {
+        terminal::copy_winsize(m);
+    }
     if let Err(e) = container::start(root, &a.id) {
         let _ = container::delete(root, &a.id, true);
         return Err(e.into());

@@ -70,7 +70,9 @@ impl Drop for RawMode {
     }
 }
 
-fn copy_winsize(master: &OwnedFd) {
+/// Gives the pty our terminal's size (also called before `start`, so the program's first
+/// look at its size sees ours).
+pub fn copy_winsize(master: &OwnedFd) {
     // SAFETY: TIOCGWINSZ writes into a winsize we own; stdin may not be a tty (then the
     // ioctl fails and nothing is copied).
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };

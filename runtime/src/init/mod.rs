@@ -8,6 +8,8 @@
 //! sysctls → masked/read-only paths → read-only root → program lookup (so a missing binary
 //! fails `create`) → Ready → wait for `start` → startContainer hooks → bounding set →
 //! user/groups → capabilities → cwd → no_new_privs → seccomp → close fds → execve.
+//! With the `berth.init` annotation the last step is a fork: the child execs, this process
+//! stays as the container's pid 1 ([`reaper`]); with `berth.pause` it never execs at all.
 
 use std::fs::File;
 use std::io::Read;
@@ -24,6 +26,8 @@ use crate::linux::{
     sys, Context, SetupError,
 };
 use crate::sync::{Channel, FromChild, ToChild};
+
+pub mod reaper;
 
 /// The environment variable that tells berth's `main` it is a container process.
 pub const INIT_ENV: &str = "_BERTH_INIT_FD";
@@ -194,9 +198,14 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
 
     ch.send(&FromChild::Ready)
         .map_err(|e| SetupError::invalid(e.to_string()))?;
-    if let Some(mut f) = fifo {
+    // Read through a borrow: our end stays open until execve closes it (O_CLOEXEC), which is
+    // what `start` waits for before it runs poststart hooks. Dropped here, startContainer
+    // hooks would race with poststart.
+    if let Some(f) = fifo.as_ref() {
         let mut b = [0u8; 1];
-        f.read_exact(&mut b)
+        let mut reader: &File = f;
+        reader
+            .read_exact(&mut b)
             .ctx(|| "waiting for start on exec.fifo".into())?;
     }
     run_hooks_in_container("startContainer", spec, plan)?;
@@ -297,7 +306,11 @@ fn prepare_exec(plan: &InitPlan, process: &Process) -> Result<Prepared, SetupErr
             )
         })?;
     nix::unistd::fchdir(cwd.as_raw_fd()).ctx(|| "fchdir to process.cwd".into())?;
-    let program = exec::find_program(arg0, &env)?;
+    let program = if plan.role == Role::Init && reaper::pause_wanted(&plan.spec) {
+        PathBuf::new() // a pause container execs nothing
+    } else {
+        exec::find_program(arg0, &env)?
+    };
     let seccomp = match plan
         .spec
         .linux()
@@ -356,6 +369,18 @@ fn finish(
     if nnp {
         if let Some(f) = &prepared.seccomp {
             seccomp::load(f)?;
+        }
+    }
+    if plan.role == Role::Init {
+        if reaper::pause_wanted(&plan.spec) {
+            return reaper::hold();
+        }
+        if reaper::init_wanted(&plan.spec) {
+            // Everything above applies to both sides of the fork: init has exactly the
+            // program's credentials, capabilities, no_new_privs and seccomp filter.
+            return reaper::fork_and_exec(|| {
+                exec::exec(&prepared.program, &prepared.args, &prepared.env)
+            });
         }
     }
     Err(exec::exec(&prepared.program, &prepared.args, &prepared.env))

@@ -33,35 +33,10 @@ const DEFAULT_CAPS: &[&str] = &[
 /// Docker's /dev/shm size when sharedMemorySize is not given.
 const DEFAULT_SHM_BYTES: u64 = 64 << 20;
 
-/// Refuses what the runner cannot honour yet, before anything is made. berth_taskdef accepts these
-/// (they are valid ECS), so the runner must say no rather than run the container differently.
-pub fn check_supported(plan: &TaskPlan) -> Result<(), Error> {
-    let unsupported = |index: usize, field: &str, why: &str| {
-        Err(Error::Unsupported(format!(
-            "containerDefinitions[{index}].{field}: not supported by the berth task runner: {why}"
-        )))
-    };
-    if plan.pid_mode.as_deref() == Some("task") {
-        return Err(Error::Unsupported(
-            "pidMode: \"task\" is not supported by the berth task runner yet (each container gets its own pid namespace)".into(),
-        ));
-    }
-    for c in &plan.containers {
-        if c.linux.init_process {
-            return unsupported(
-                c.index,
-                "linuxParameters.initProcessEnabled",
-                "no init binary is available inside the container image yet",
-            );
-        }
-        if c.interactive || c.pseudo_terminal {
-            return unsupported(
-                c.index,
-                "pseudoTerminal",
-                "task containers have no terminal (their output goes to the task's logs)",
-            );
-        }
-    }
+/// Refuses what the runner cannot honour yet, before anything is made. berth_taskdef accepts such
+/// fields (they are valid ECS), so the runner must say no rather than run the container
+/// differently. Every field the plan carries is honoured today.
+pub fn check_supported(_plan: &TaskPlan) -> Result<(), Error> {
     Ok(())
 }
 
@@ -243,14 +218,18 @@ pub fn spec(
     }
 
     let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
-    // Each container has its own pid namespace (pidMode task is refused in check_supported).
-    namespaces.push(json!({"type": "pid"}));
     let join = |t: &str| -> Result<Value, Error> {
         let path = sandbox
             .namespace(t)
             .ok_or_else(|| Error::Invalid(format!("task has no {t} namespace")))?;
         Ok(json!({"type": t, "path": path}))
     };
+    // pidMode task: the task's namespace (pid 1 is its holder); otherwise one per container.
+    if plan.pid_mode.as_deref() == Some("task") {
+        namespaces.push(join("pid")?);
+    } else {
+        namespaces.push(json!({"type": "pid"}));
+    }
     if container.disable_networking {
         namespaces.push(json!({"type": "network"}));
     } else {
@@ -340,7 +319,8 @@ pub fn spec(
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            // pseudoTerminal: a pty made inside the container, its master sent to the runner.
+            "terminal": container.pseudo_terminal,
             "user": {"uid": uid, "gid": gid, "additionalGids": additional},
             "args": process.args,
             "env": process.env,
@@ -368,6 +348,10 @@ pub fn spec(
     }
     if let Some(h) = hostname {
         spec["hostname"] = json!(h);
+    }
+    if container.linux.init_process {
+        // berth's own init becomes the container's pid 1 (see init::reaper).
+        spec["annotations"][crate::init::reaper::INIT_ANNOTATION] = json!("true");
     }
     Ok(spec)
 }

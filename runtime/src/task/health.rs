@@ -129,5 +129,8 @@ pub fn describe(h: Option<Health>) -> Option<String> {
 /// The exec'd process's identity for the checks: the container's config.json process.
 pub fn container_process(bundle: &Path) -> Option<oci_spec::runtime::Process> {
     let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).ok()?;
-    spec.process().clone()
+    let mut process = spec.process().clone()?;
+    // A check's output is read through pipes, also in a pseudoTerminal container.
+    process.set_terminal(Some(false));
+    Some(process)
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`record`]: the task's state document (`<root>/tasks/<id>/task.json`) that `ls`/`describe` read
 //! - [`sandbox`]: task-level resources: task cgroup, shared namespaces, task volumes
+//! - [`pidns`]: `pidMode: task`: the holder process of the task's shared pid namespace
 //! - [`bundle`]: one container's OCI bundle (config.json + overlay rootfs) from its plan
 //! - [`runner`]: start order, dependency conditions, essential exits, restarts, stop order
 //! - [`health`]: health checks through `container::exec`
@@ -16,6 +17,7 @@
 pub mod bundle;
 pub mod health;
 pub mod logs;
+pub mod pidns;
 pub mod ports;
 pub mod record;
 pub mod runner;

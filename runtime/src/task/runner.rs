@@ -73,14 +73,6 @@ pub fn load_plan(path: &Path, opts: &berth_taskdef::Options) -> Result<TaskPlan,
     let def = berth_taskdef::load(&text, opts)?;
     let plan = berth_taskdef::plan(&def, opts)?;
     bundle::check_supported(&plan)?;
-    for c in &plan.containers {
-        if c.port_mappings.iter().any(|p| p.protocol != "tcp") {
-            return Err(Error::Unsupported(format!(
-                "containerDefinitions[{}].portMappings: udp is not supported by the berth task runner (only tcp is forwarded)",
-                c.index
-            )));
-        }
-    }
     Ok(plan)
 }
 
@@ -135,6 +127,9 @@ struct Slot {
     log: Arc<Mutex<LogFile>>,
     threads: Vec<JoinHandle<()>>,
     health_stop: Option<Arc<AtomicBool>>,
+    /// interactive without a pty: the write end of the container's stdin, held for the run so
+    /// stdin stays open (never EOF), as `docker run -i` keeps it.
+    stdin_keep: Option<OwnedFd>,
 }
 
 /// Runs the task definition at `path` to its end.
@@ -291,6 +286,7 @@ impl<'a> Runner<'a> {
                 log: Arc::new(Mutex::new(log)),
                 threads: Vec::new(),
                 health_stop: None,
+                stdin_keep: None,
             });
         }
         let ctrs = plan
@@ -335,12 +331,13 @@ impl<'a> Runner<'a> {
 
     fn run_to_end(&mut self, record: &mut TaskRecord, opts: &mut RunOptions) -> Result<i32, Error> {
         let sandbox = Sandbox::create(self.paths, &self.id, self.plan)?;
-        let tcp = ports::tcp_ports(self.plan);
-        if !tcp.is_empty() {
+        let tcp = ports::host_ports(self.plan, "tcp");
+        let udp = ports::host_ports(self.plan, "udp");
+        if !tcp.is_empty() || !udp.is_empty() {
             let netns = sandbox
                 .namespace("network")
                 .ok_or_else(|| Error::Invalid("task has no network namespace".into()))?;
-            self.forwarders = Some(Forwarders::start(netns, &tcp)?);
+            self.forwarders = Some(Forwarders::start(netns, &tcp, &udp)?);
         }
         self.sandbox = Some(sandbox);
         record.last_status = TaskStatus::Pending;
@@ -476,6 +473,7 @@ impl<'a> Runner<'a> {
         if let Some(stop) = self.slots[i].health_stop.take() {
             stop.store(true, Ordering::SeqCst);
         }
+        self.slots[i].stdin_keep = None;
         if let Err(e) = container::delete(&self.containers, &name, true) {
             tracing::warn!(container = name, error = %e, "deleting container");
         }
@@ -630,10 +628,23 @@ impl<'a> Runner<'a> {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let devnull = std::fs::File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+        let mut stdin = OwnedFd::from(devnull);
+        slot.stdin_keep = None;
+        if slot.plan.interactive && !slot.plan.pseudo_terminal {
+            let (r, w) = pipe()?;
+            stdin = r;
+            slot.stdin_keep = Some(w);
+        }
+        let console = if slot.plan.pseudo_terminal {
+            Some(ConsoleSocket::bind(&slot.bundle_dir)?)
+        } else {
+            None
+        };
         let opts = CreateOptions {
             id: name.clone(),
             bundle: slot.bundle_dir.clone(),
-            stdio: Some([devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+            stdio: Some([stdin.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+            console_socket: console.as_ref().map(|c| c.path.clone()),
             ..Default::default()
         };
         let root = self.containers.clone();
@@ -643,9 +654,22 @@ impl<'a> Runner<'a> {
             .join()
             .map_err(|_| Error::Invalid("create thread panicked".into()))?
             .map_err(cerr)?;
-        drop((out_w, err_w, devnull));
+        drop((out_w, err_w, stdin));
         let pid = created.pid;
-        for (stream, pipe) in [("stdout", out_r), ("stderr", err_r)] {
+        let mut streams = vec![("stdout", out_r), ("stderr", err_r)];
+        if let Some(console) = console {
+            // The container sent its pty master during create. Its output (both of the
+            // program's streams, as Docker logs a tty) is the log's stdout.
+            match console.receive_master() {
+                Ok(master) => streams = vec![("stdout", master)],
+                Err(e) => {
+                    let _ = container::delete(&self.containers, &name, true);
+                    let _ = waitpid(pid, None);
+                    return Err(e);
+                }
+            }
+        }
+        for (stream, pipe) in streams {
             let t = logs::capture(
                 name.clone(),
                 stream,
@@ -879,6 +903,53 @@ fn sleep_unless(stop: &AtomicBool, total: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     stop.load(Ordering::SeqCst)
+}
+
+/// The --console-socket of a pseudoTerminal container. Bound and connected (by
+/// `container::create`, in this process) as `/proc/self/fd/<dir>/console.sock`: the bundle path
+/// may be longer than a unix socket path can be.
+struct ConsoleSocket {
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+    _dir: std::fs::File,
+}
+
+impl ConsoleSocket {
+    fn bind(bundle_dir: &Path) -> Result<ConsoleSocket, Error> {
+        let dir = std::fs::File::open(bundle_dir)
+            .map_err(|e| Error::io(format!("opening {}", bundle_dir.display()), e))?;
+        let _ = std::fs::remove_file(bundle_dir.join("console.sock"));
+        let path = PathBuf::from(format!("/proc/self/fd/{}/console.sock", dir.as_raw_fd()));
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| Error::io("binding the console socket", e))?;
+        Ok(ConsoleSocket {
+            path,
+            listener,
+            _dir: dir,
+        })
+    }
+
+    /// The pty master the container sent; never blocks (it was sent before create returned).
+    fn receive_master(&self) -> Result<OwnedFd, Error> {
+        use std::os::fd::AsFd;
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("console socket", e))?;
+        let (conn, _) = self
+            .listener
+            .accept()
+            .map_err(|e| Error::io("console socket: accept", e))?;
+        conn.set_nonblocking(false)
+            .map_err(|e| Error::io("console socket", e))?;
+        crate::sync::Channel::recv_fd(conn.as_fd())
+            .map_err(|e| Error::io("console socket: receiving the pty master", e))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {

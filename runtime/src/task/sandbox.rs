@@ -6,6 +6,7 @@
 //!   thread that unshares them, brings loopback up, sets the hostname and bind-mounts
 //!   `/proc/thread-self/ns/*` onto files under the task directory. The bind mounts keep the
 //!   namespaces alive without a pause process; containers join them by path (linux.namespaces[].path);
+//! * with `pidMode: task`, the pid namespace holder ([`super::pidns`]);
 //! * task-scoped volumes: empty directories shared by the containers that mount them.
 
 use std::fs;
@@ -18,6 +19,7 @@ use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
 };
 
+use super::pidns::{self, PidHolder};
 use super::{Error, TaskPaths};
 use crate::cgroups::{self, Cgroup};
 use berth_taskdef::plan::{TaskCgroup, TaskCpu, VolumeSource};
@@ -32,6 +34,8 @@ pub struct Sandbox {
     pub namespaces: Vec<(&'static str, PathBuf)>,
     /// Volume name → host directory.
     pub volumes: Vec<(String, PathBuf)>,
+    /// pidMode task: pid 1 of the task's pid namespace.
+    pid_holder: Option<PidHolder>,
     paths: TaskPaths,
     cgroup_made: bool,
 }
@@ -44,12 +48,19 @@ impl Sandbox {
             cgroup_path: super::cgroup_path(id),
             namespaces: Vec::new(),
             volumes: Vec::new(),
+            pid_holder: None,
             paths: paths.clone(),
             cgroup_made: false,
         };
         // Dropping `sandbox` on an early return undoes what is recorded in it.
         sandbox.make_cgroup(&plan.cgroup)?;
         sandbox.make_namespaces(plan)?;
+        if plan.pid_mode.as_deref() == Some("task") {
+            let netns = sandbox
+                .namespace("network")
+                .ok_or_else(|| Error::Invalid("task has no network namespace".into()))?;
+            sandbox.pid_holder = Some(PidHolder::start(paths, id, netns)?);
+        }
         sandbox.make_volumes(plan)?;
         Ok(sandbox)
     }
@@ -172,6 +183,9 @@ impl Sandbox {
     }
 
     pub fn namespace(&self, oci_type: &str) -> Option<&Path> {
+        if oci_type == "pid" {
+            return self.pid_holder.as_ref().map(|h| h.ns_path());
+        }
         self.namespaces
             .iter()
             .find(|(t, _)| *t == oci_type)
@@ -191,6 +205,8 @@ impl Sandbox {
     }
 
     fn teardown(&mut self) {
+        // First: the holder lives in the task cgroup and joined the task's netns.
+        self.pid_holder = None;
         for (_, path) in self.namespaces.drain(..) {
             unmount_ns_file(&path);
         }
@@ -216,6 +232,7 @@ impl Drop for Sandbox {
 
 /// Removes leftovers of a task whose process died: namespace mounts, volumes, cgroup.
 pub fn cleanup_leftovers(paths: &TaskPaths, id: &str) {
+    pidns::cleanup_leftovers(paths);
     if let Ok(entries) = fs::read_dir(paths.namespaces()) {
         for e in entries.flatten() {
             unmount_ns_file(&e.path());
