@@ -30,6 +30,9 @@ pub enum SyncError {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
     Plan(Box<InitPlan>),
+    /// The parent moved the child into the container's cgroup: what depends on it (the
+    /// cgroup namespace, cgroup mounts, device nodes) may proceed.
+    Joined,
     /// The parent finished its part (id maps, cgroup, createRuntime hooks): go on.
     Go,
 }
@@ -40,6 +43,9 @@ pub enum FromChild {
     /// Set-up is complete; the process is waiting for `start` (init) or has exec'd (exec:
     /// never sent, the socket closes on exec instead).
     Ready,
+    /// The container's mounts and device nodes are in place (init only): the parent may
+    /// run prestart and createRuntime hooks.
+    Mounted,
     Error(String),
 }
 

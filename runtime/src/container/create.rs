@@ -15,7 +15,7 @@ use crate::init::{InitPlan, Role};
 use crate::linux::namespaces;
 use crate::spec;
 use crate::state::{self, ContainerState, OciState, StateRoot, Status};
-use crate::sync::{FromChild, SyncError, ToChild};
+use crate::sync::{Channel, FromChild, SyncError, ToChild};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -186,12 +186,25 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         ch.send_byte().map_err(fail)?;
     }
     ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
+    // The child mounts its rootfs while we move it into its cgroup and apply the limits;
+    // it waits for `Joined` only where the cgroup matters (see init::run_init).
     if let Some(cg) = &rb.cgroup {
         cg.add_task(pid)?;
         tracing::debug!("create: cgroup joined");
+    }
+    ch.send(&ToChild::Joined)
+        .map_err(|e| child_error(&mut ch, e))?;
+    if let Some(cg) = &rb.cgroup {
         cg.apply_spec(&bundle.spec)?;
     }
-    if let Some(h) = bundle.spec.hooks() {
+    let hooks = bundle.spec.hooks().as_ref().filter(|h| {
+        #[allow(deprecated)]
+        let prestart = h.prestart().as_ref().is_some_and(|l| !l.is_empty());
+        prestart || h.create_runtime().as_ref().is_some_and(|l| !l.is_empty())
+    });
+    if let Some(h) = hooks {
+        // Hooks run on the finished environment: wait for the mounts.
+        expect(&mut ch, "Mounted", |m| matches!(m, FromChild::Mounted))?;
         #[allow(deprecated)]
         crate::hooks::run_all(
             "prestart",
@@ -203,14 +216,13 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
             h.create_runtime().as_deref().unwrap_or_default(),
             &hook_state,
         )?;
+        tracing::debug!("create: hooks run");
+        ch.send(&ToChild::Go).map_err(|e| child_error(&mut ch, e))?;
+    } else {
+        ch.send(&ToChild::Go).map_err(|e| child_error(&mut ch, e))?;
+        expect(&mut ch, "Mounted", |m| matches!(m, FromChild::Mounted))?;
     }
-    tracing::debug!("create: resources applied, hooks run");
-    ch.send(&ToChild::Go).map_err(fail)?;
-    match ch.recv::<FromChild>() {
-        Ok(FromChild::Ready) => {}
-        Ok(FromChild::Error(msg)) => return Err(Error::Setup(msg)),
-        Err(e) => return Err(fail(e)),
-    }
+    expect(&mut ch, "Ready", |m| matches!(m, FromChild::Ready))?;
     tracing::debug!("create: container ready");
     st.pid_start_time = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::Setup("container init exited right after setting up".into()))?;
@@ -220,6 +232,27 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     }
     rb.armed = false;
     Ok(Created { state: st, pid })
+}
+
+/// The child's own report when talking to it failed: a child that hits an error sends it
+/// and exits, so a send can fail (EPIPE) while the real reason waits to be read.
+fn child_error(ch: &mut Channel, e: SyncError) -> Error {
+    match ch.recv::<FromChild>() {
+        Ok(FromChild::Error(msg)) => Error::Setup(msg),
+        _ => Error::Setup(format!("container init: {e}")),
+    }
+}
+
+/// Receives the next message from the child, which must be `what`.
+fn expect(ch: &mut Channel, what: &str, is: impl Fn(&FromChild) -> bool) -> Result<(), Error> {
+    match ch.recv::<FromChild>() {
+        Ok(FromChild::Error(msg)) => Err(Error::Setup(msg)),
+        Ok(m) if is(&m) => Ok(()),
+        Ok(m) => Err(Error::Setup(format!(
+            "container init: expected {what}, got {m:?}"
+        ))),
+        Err(e) => Err(Error::Setup(format!("container init: {e}"))),
+    }
 }
 
 /// Refuses what this build of berth cannot honour, before anything is created.

@@ -172,6 +172,10 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
             return Err(Error::Setup(msg));
         }
         Ok(FromChild::Ready) => {}
+        Ok(FromChild::Mounted) => {
+            kill_child(pid);
+            return Err(Error::Setup("exec: unexpected message Mounted".into()));
+        }
         Err(e) => {
             kill_child(pid);
             return Err(fail(e));

@@ -99,9 +99,15 @@ pub fn main(sync_fd: RawFd) -> ! {
 }
 
 fn wait_go(ch: &mut Channel) -> Result<(), SetupError> {
+    wait_for(ch, "Go", |m| matches!(m, ToChild::Go))
+}
+
+fn wait_for(ch: &mut Channel, what: &str, is: impl Fn(&ToChild) -> bool) -> Result<(), SetupError> {
     match ch.recv::<ToChild>() {
-        Ok(ToChild::Go) => Ok(()),
-        Ok(other) => Err(SetupError::invalid(format!("unexpected message {other:?}"))),
+        Ok(m) if is(&m) => Ok(()),
+        Ok(other) => Err(SetupError::invalid(format!(
+            "expected {what}, got message {other:?}"
+        ))),
         Err(e) => Err(SetupError::invalid(e.to_string())),
     }
 }
@@ -116,8 +122,11 @@ fn become_ns_root() -> Result<(), SetupError> {
         .ctx(|| "setresuid 0 in the user namespace (is uid 0 mapped?)".into())
 }
 
+/// The container's init. Everything up to the first step that depends on the cgroup runs
+/// while the parent is still moving this process into it: on cgroup v1 the first migration
+/// after a quiet spell waits for an RCU grace period (milliseconds), and the rootfs mounts
+/// fill that wait. The parent's prestart/createRuntime hooks still see the finished mounts.
 fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallible, SetupError> {
-    wait_go(ch)?;
     let spec = &plan.spec;
     let process = plan.process()?;
     let user_ns = namespaces::has(spec, LinuxNamespaceType::User);
@@ -130,13 +139,24 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
     if user_ns {
         become_ns_root()?;
     }
-    if namespaces::new_flags(spec).contains(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
-        // Only now: the parent moved us into the container's cgroup before `Go`, and a
-        // cgroup namespace takes the creator's cgroup as its root. Made at clone time, it
-        // would be rooted at berth's cgroup and show the container the host's tree.
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
-    }
+    let new_cgroup_ns =
+        namespaces::new_flags(spec).contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+    let mut joined = false;
+    let mut wait_joined = |ch: &mut Channel| -> Result<(), SetupError> {
+        if joined {
+            return Ok(());
+        }
+        wait_for(ch, "Joined", |m| matches!(m, ToChild::Joined))?;
+        joined = true;
+        if new_cgroup_ns {
+            // Only once in the container's cgroup: a cgroup namespace takes its creator's
+            // cgroup as its root. Made at clone time, it would be rooted at berth's cgroup
+            // and show the container the host's tree.
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .ctx(|| "unshare(CLONE_NEWCGROUP)".into())?;
+        }
+        Ok(())
+    };
     if namespaces::has(spec, LinuxNamespaceType::Uts) {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
@@ -159,8 +179,13 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
         cgroup_ns: namespaces::has(spec, LinuxNamespaceType::Cgroup),
         unified: plan.unified_cgroups,
     };
-    rootfs::prepare(spec, &ctx)?;
+    rootfs::prepare(spec, &ctx, &mut || wait_joined(ch))?;
+    wait_joined(ch)?;
+    // After the join: the device cgroup decides which nodes may be made.
     devices::create_all(&plan.rootfs, &devices::wanted(spec), user_ns)?;
+    ch.send(&FromChild::Mounted)
+        .map_err(|e| SetupError::invalid(e.to_string()))?;
+    wait_go(ch)?;
     run_hooks_in_container("createContainer", spec, plan)?;
 
     // The fifo lives on the host: open it before the host disappears from view.

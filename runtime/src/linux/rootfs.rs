@@ -54,7 +54,13 @@ fn dir_in_root(root: &Root, dest: &Path) -> Result<Handle, pathrs::error::Error>
 
 /// Makes the host's mounts invisible to propagation from here, bind-mounts the rootfs onto
 /// itself (pivot_root needs a mount point) and mounts everything the spec lists.
-pub fn prepare(spec: &Spec, ctx: &MountContext<'_>) -> Result<(), SetupError> {
+/// `before_cgroup` runs before the first cgroup mount (which must see the container's
+/// cgroup and cgroup namespace).
+pub fn prepare(
+    spec: &Spec,
+    ctx: &MountContext<'_>,
+    before_cgroup: &mut dyn FnMut() -> Result<(), SetupError>,
+) -> Result<(), SetupError> {
     let propagation = spec
         .linux()
         .as_ref()
@@ -76,6 +82,9 @@ pub fn prepare(spec: &Spec, ctx: &MountContext<'_>) -> Result<(), SetupError> {
 
     let root = Root::open(ctx.rootfs).ctx(|| format!("opening rootfs {}", ctx.rootfs.display()))?;
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            before_cgroup()?;
+        }
         mount_one(&root, m, ctx).map_err(|e| match e {
             SetupError::Io { what, source } => SetupError::Io {
                 what: format!("mounts[{i}] ({}): {what}", m.destination().display()),
