@@ -18,10 +18,13 @@ use crate::blocking;
 use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, NewContainer};
 use crate::error::{Error, Result};
+use crate::group::{self, Join, Placement};
+use crate::paths;
 use crate::process::{lock, Process};
 use crate::rootfs;
 use crate::service::Service;
 use crate::stdio::{self, StdioPaths};
+use berth::task::task_cgroup;
 
 /// How long Delete waits for a killed, never-started init to be reaped, and for a console
 /// to flush its last output.
@@ -45,6 +48,9 @@ impl Service {
                 "restoring from a checkpoint is not implemented by berth".into(),
             ));
         }
+        let bundle = PathBuf::from(&req.bundle);
+        // Checked before anything is made: a bad annotation leaves nothing behind.
+        let placement = group::placement(&paths::annotations(&bundle), &self.namespace, &id)?;
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -56,13 +62,16 @@ impl Service {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
         };
-        let bundle = PathBuf::from(&req.bundle);
+        if let Some(p) = &placement {
+            self.join_task_cgroup(&id, p).await?;
+        }
         let opts = CreateOptions {
             id: id.clone(),
             bundle: bundle.clone(),
             console_socket: console.as_ref().map(|c| c.path.clone()),
             no_pivot: runc_options(&req).is_some_and(|o| o.no_pivot_root),
             stdio: prepared.raw(),
+            cgroups_path: placement.as_ref().map(|p| p.container_cgroup(&id)),
             ..Default::default()
         };
         let mounts = req.rootfs.clone();
@@ -85,7 +94,15 @@ impl Service {
         .await;
         // The process has its own copies of its stdio now (or never will).
         prepared.child = None;
-        let created = created?;
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(p) = &placement {
+                    self.leave_task_cgroup(&id, &p.task_cgroup).await;
+                }
+                return Err(e);
+            }
+        };
 
         let init = Arc::new(Process::new(&id, "", paths.clone()));
         init.set_pid(created.pid.as_raw());
@@ -98,6 +115,7 @@ impl Service {
             cgroup_path: created.state.cgroup_path.clone(),
             own_pid_ns: created.state.own_pid_ns,
             rootfs_mounted: !req.rootfs.is_empty(),
+            task_cgroup: placement.map(|p| p.task_cgroup),
             init: init.clone(),
             unified: self.unified,
         }));
@@ -157,6 +175,70 @@ impl Service {
                 let _ = rootfs::unmount(&bundle);
             }
             r.map_err(Error::from)
+        })
+        .await;
+        if let Some(tc) = &c.task_cgroup {
+            self.leave_task_cgroup(&c.id, tc).await;
+        }
+    }
+
+    /// Makes `id` a member of its task cgroup: the first member (re)makes the cgroup with its
+    /// limits; a later one that carries different limits updates them.
+    async fn join_task_cgroup(&self, id: &str, p: &Placement) -> Result<()> {
+        let mut tasks = self.tasks.lock().await;
+        let (path, group) = (p.task_cgroup.clone(), p.group.clone());
+        let done = match tasks.join(id, p) {
+            Join::Nothing => return Ok(()),
+            Join::Create(limits) => {
+                let resources = limits.resources()?;
+                blocking::run("task cgroup", move || {
+                    // A leftover of a shim that was killed may still carry old limits: start
+                    // afresh if nothing lives in it.
+                    task_cgroup::remove_if_empty(&path);
+                    Ok(task_cgroup::create(&path, &group, &resources)?)
+                })
+                .await
+            }
+            Join::Update(limits) => {
+                let resources = limits.resources()?;
+                blocking::run("task cgroup", move || {
+                    Ok(task_cgroup::update(&path, &group, &resources)?)
+                })
+                .await
+            }
+        };
+        match done {
+            Ok(()) => {
+                tasks.applied(&p.task_cgroup, &p.limits);
+                tracing::debug!(%id, cgroup = %p.task_cgroup.display(), limits = ?p.limits, "joined task cgroup");
+                Ok(())
+            }
+            Err(e) => {
+                if tasks.leave(id, &p.task_cgroup) {
+                    let path = p.task_cgroup.clone();
+                    let _ = blocking::run("task cgroup", move || {
+                        task_cgroup::remove_if_empty(&path);
+                        Ok(())
+                    })
+                    .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `id` is gone: the last member of a task cgroup removes it.
+    async fn leave_task_cgroup(&self, id: &str, task_cgroup: &std::path::Path) {
+        let mut tasks = self.tasks.lock().await;
+        if !tasks.leave(id, task_cgroup) {
+            return;
+        }
+        let path = task_cgroup.to_path_buf();
+        let _ = blocking::run("task cgroup", move || {
+            if !task_cgroup::remove_if_empty(&path) {
+                tracing::warn!(cgroup = %path.display(), "task cgroup not empty after its last container: kept");
+            }
+            Ok(())
         })
         .await;
     }
@@ -352,6 +434,9 @@ impl Service {
         }
         lock(&self.containers).remove(&c.id);
         drop(order);
+        if let Some(tc) = &c.task_cgroup {
+            self.leave_task_cgroup(&c.id, tc).await;
+        }
 
         let exit = c.init.exit();
         let pid = c.init.pid().max(0) as u32;

@@ -18,6 +18,7 @@ mod container;
 mod control;
 mod error;
 mod events;
+mod group;
 mod lifecycle;
 mod logging;
 mod memory;
