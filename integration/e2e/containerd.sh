@@ -261,6 +261,36 @@ wait_gone tk9 && pass "kill -9: task cgroup removed by the delete action" || fai
 left=; for t in e2e-ka e2e-kb; do remove $t; left+="$(no_leftovers $t)"; done
 [ -z "$left" ] && pass "kill -9: task containers leave nothing" || fail "kill -9 of a task shim left:$left"
 
+log "=== log URIs: binary:// and file://"
+cat >"$D/logger.sh" <<'SH'
+#!/bin/sh
+# A containerd logging binary: fd 3 = stdout, fd 4 = stderr, fd 5 = ready. Args: out PREFIX.
+out="$2"
+echo "CONTAINER_ID=$CONTAINER_ID CONTAINER_NAMESPACE=$CONTAINER_NAMESPACE args=$*" >"$out.env"
+cat <&3 >"$out.out" 4<&- 5>&- &
+cat <&4 >"$out.err" 3<&- 5>&- &
+exec 3<&- 4<&- 5>&-
+wait
+SH
+chmod +x "$D/logger.sh"
+out="$(c run --rm "${RUN[@]}" --log-uri "binary://$D/logger.sh?out=$D/log1" "$IMG" e2e-log \
+  sh -c 'echo to-logger-stdout; echo to-logger-stderr >&2' </dev/null 2>&1)"
+for _ in $(seq 50); do grep -q to-logger-stderr "$D/log1.err" 2>/dev/null && grep -q to-logger-stdout "$D/log1.out" 2>/dev/null && break; sleep 0.1; done
+if grep -qx to-logger-stdout "$D/log1.out" 2>/dev/null && grep -qx to-logger-stderr "$D/log1.err" 2>/dev/null; then
+  pass "binary:// logger got stdout on fd 3 and stderr on fd 4"
+else fail "binary:// logger: out='$(cat "$D/log1.out" 2>/dev/null)' err='$(cat "$D/log1.err" 2>/dev/null)' ctr: $out"; fi
+grep -qx "CONTAINER_ID=e2e-log CONTAINER_NAMESPACE=$NS args=out $D/log1" "$D/log1.env" 2>/dev/null &&
+  pass "binary:// logger environment and arguments" || fail "logger env: $(cat "$D/log1.env" 2>/dev/null)"
+for _ in $(seq 30); do pgrep -f "$D/logger.sh" >/dev/null || break; sleep 0.1; done
+pgrep -f "$D/logger.sh" >/dev/null && fail "logger still running after delete: $(pgrep -f "$D/logger.sh")" || pass "logger ended after delete"
+code=0; c run --rm "${RUN[@]}" --log-uri "binary://$D/no-such-logger" "$IMG" e2e-nolog true </dev/null >"$D/nolog.out" 2>&1 || code=$?
+c container delete e2e-nolog >/dev/null 2>&1
+[ "$code" != 0 ] && grep -q no-such-logger "$D/nolog.out" && pass "missing logger fails create, naming it" || fail "missing logger: rc $code $(cat "$D/nolog.out")"
+left="$(no_leftovers e2e-nolog)" && pass "missing logger leaves nothing" || fail "missing logger left:$left"
+c run --rm "${RUN[@]}" --log-uri "file://$D/logs/f1.log" "$IMG" e2e-flog sh -c 'echo file-out; echo file-err >&2' </dev/null >/dev/null 2>&1
+grep -qx file-out "$D/logs/f1.log" 2>/dev/null && grep -qx file-err "$D/logs/f1.log" && pass "file:// log URI (directory made)" ||
+  fail "file:// log: $(cat "$D/logs/f1.log" 2>/dev/null)"
+
 log "=== kill -9 of the shim is cleaned up"
 c run -d "${RUN[@]}" "$IMG" e2e-k9 sleep 300 >/dev/null </dev/null
 wait_status e2e-k9 RUNNING

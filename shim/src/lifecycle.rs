@@ -19,6 +19,7 @@ use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, NewContainer};
 use crate::error::{Error, Result};
 use crate::group::{self, Join, Placement};
+use crate::logger::LogContext;
 use crate::paths;
 use crate::process::{lock, Process};
 use crate::rootfs;
@@ -57,7 +58,11 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let mut prepared = stdio::prepare(&paths)?;
+        let log = LogContext {
+            container_id: &id,
+            namespace: &self.namespace,
+        };
+        let mut prepared = stdio::prepare(&paths, &log, &self.reaper).await?;
         let console = match req.terminal {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
@@ -298,7 +303,11 @@ impl Service {
             )));
         }
         let spec = lock(&p.spec).take();
-        let mut prepared = stdio::prepare(&p.stdio)?;
+        let log = LogContext {
+            container_id: &c.id,
+            namespace: &self.namespace,
+        };
+        let mut prepared = stdio::prepare(&p.stdio, &log, &self.reaper).await?;
         let console = match p.stdio.terminal {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
@@ -490,6 +499,10 @@ impl Service {
 
     /// The reaper collected `p`: finish the container's side and report the exit.
     pub fn process_exited(&self, p: Arc<Process>) {
+        if p.logger {
+            tracing::debug!(pid = p.pid(), id = %p.container_id, "binary logger exited");
+            return;
+        }
         let Ok(c) = self.container(&p.container_id) else {
             // A container still being created (its init died at once): Create's caller
             // learns of it from Wait; nothing to publish yet.

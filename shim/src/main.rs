@@ -20,6 +20,7 @@ mod error;
 mod events;
 mod group;
 mod lifecycle;
+mod logger;
 mod logging;
 mod memory;
 mod metrics;

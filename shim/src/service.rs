@@ -22,7 +22,7 @@ use crate::reaper::Reaper;
 
 pub struct Service {
     pub root: berth::state::StateRoot,
-    /// containerd's namespace (task cgroup paths).
+    /// containerd's namespace (task cgroup paths, `binary://` loggers' environment).
     pub namespace: String,
     /// cgroup v2 only (v2 metrics and memory.events), else v1/hybrid.
     pub unified: bool,
