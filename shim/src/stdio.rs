@@ -203,8 +203,7 @@ pub async fn prepare(
     if paths.terminal {
         if binary.is_some() {
             return Err(Error::InvalidArgument(
-                "a terminal cannot be logged through a binary:// log URI (as with runc's shim)"
-                    .into(),
+                "a terminal cannot be logged through a binary:// log URI".into(),
             ));
         }
         // The console copy loops open the FIFOs once the pty master has arrived.
