@@ -11,16 +11,20 @@
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use containerd_shim::Flags;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::shim::DeleteResponse;
 
-use crate::{group, paths, rootfs, time};
+use crate::group::{self, PlacementLock};
+use crate::{paths, rootfs, time};
 
 /// What runc's shim reports for a container it had to kill: 128 + SIGKILL.
 const KILLED_STATUS: u32 = 137;
+/// How long the action waits for Creates in flight before it leaves an empty task cgroup.
+const PLACEMENT_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(flags: &Flags) -> Result<()> {
     let bundle = if flags.bundle.is_empty() {
@@ -40,7 +44,7 @@ pub fn run(flags: &Flags) -> Result<()> {
         eprintln!("berth shim delete {}: {e}", flags.id);
     }
     if !remove_dead_socket(&bundle) {
-        remove_task_cgroup(&bundle, flags);
+        remove_task_cgroup(&bundle, flags, &root.dir);
     }
 
     let resp = DeleteResponse {
@@ -74,10 +78,23 @@ fn remove_dead_socket(bundle: &Path) -> bool {
 }
 
 /// The group's task cgroup, if no shim serves the group any more and no container cgroup is
-/// left in it. A live shim owns it (and may be creating a container in it right now).
-fn remove_task_cgroup(bundle: &Path, flags: &Flags) {
-    if let Ok(Some(p)) = group::placement(&paths::annotations(bundle), &flags.namespace, &flags.id)
-    {
-        berth::task::task_cgroup::remove_if_empty(&p.task_cgroup);
-    }
+/// left in it. A live shim owns it (and may be creating a container in it right now); a new
+/// shim of the group is kept out by the placement lock.
+fn remove_task_cgroup(bundle: &Path, flags: &Flags, state_dir: &Path) {
+    let Ok(Some(p)) = group::placement(&paths::annotations(bundle), &flags.namespace, &flags.id)
+    else {
+        return;
+    };
+    let Some(_lock) = PlacementLock::exclusive(state_dir, PLACEMENT_WAIT) else {
+        // A Create is placing a container (in some group of this namespace) right now:
+        // leave the task cgroup; an empty one costs nothing and goes with the group's next
+        // last container.
+        eprintln!(
+            "berth shim delete {}: task cgroup {} left (a create was in flight)",
+            flags.id,
+            p.task_cgroup.display()
+        );
+        return;
+    };
+    berth::task::task_cgroup::remove_if_empty(&p.task_cgroup);
 }

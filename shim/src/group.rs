@@ -16,10 +16,14 @@
 //!   cgroup stays where containerd put it (no extra directories per plain `ctr run`).
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use berth_taskdef::model::TaskSize;
 use berth_taskdef::plan::cgroup::{cpu_quota_us, mib_to_bytes, CPU_PERIOD_US};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxResources, LinuxResourcesBuilder,
 };
@@ -200,6 +204,53 @@ fn invalid(key: &str, value: &str, why: &str) -> Error {
     Error::InvalidArgument(format!("annotation {key}: {value:?} {why}"))
 }
 
+/// Cross-process order between placing a container in a task cgroup and removing an empty
+/// task cgroup, for the one pair the shim's own lock cannot order: a `delete` action cleaning
+/// up after a killed shim, and a Create in a new shim of the same group. Without it the
+/// action could rmdir a task cgroup a new shim just made, before the library made the
+/// container's cgroup below it (which would then run without the task's limits).
+///
+/// A flock on the namespace's state directory: shared by each Create from before the task
+/// cgroup is made until the container's cgroup exists (Creates do not wait for each other),
+/// exclusive by the `delete` action around its check-and-rmdir.
+pub struct PlacementLock {
+    /// Unlocks when dropped.
+    _held: Flock<File>,
+}
+
+impl PlacementLock {
+    /// Shared: blocks while a `delete` action removes a task cgroup (milliseconds). Call off
+    /// the runtime thread.
+    pub fn shared(state_dir: &Path) -> Result<PlacementLock> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| Error::io(format!("creating {}", state_dir.display()), e))?;
+        let dir = File::open(state_dir)
+            .map_err(|e| Error::io(format!("opening {}", state_dir.display()), e))?;
+        Flock::lock(dir, FlockArg::LockShared)
+            .map(|l| PlacementLock { _held: l })
+            .map_err(|(_, e)| Error::io(format!("locking {}", state_dir.display()), e))
+    }
+
+    /// Exclusive, waiting at most `timeout` (the `delete` action must stay fast; a Create
+    /// stuck in a hook must not hold it up). None if not acquired in time.
+    pub fn exclusive(state_dir: &Path, timeout: Duration) -> Option<PlacementLock> {
+        // Made if missing: a Create that makes it a moment later must find the lock taken.
+        std::fs::create_dir_all(state_dir).ok()?;
+        let mut dir = File::open(state_dir).ok()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+                Ok(l) => return Some(PlacementLock { _held: l }),
+                Err((d, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    dir = d;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 /// The shim's bookkeeping of the task cgroups it serves (in practice one: the shim serves one
 /// group): which containers are in each, and the limits set on it.
 #[derive(Default)]
@@ -365,6 +416,22 @@ mod tests {
                 Err(Error::InvalidArgument(m)) if m.contains("berth.task.id")
             ));
         }
+    }
+
+    #[test]
+    fn placement_lock_orders_creates_and_removal() {
+        let dir = std::env::temp_dir().join(format!("berth-shim-plock-{}", std::process::id()));
+        let a = PlacementLock::shared(&dir).expect("shared");
+        let b = PlacementLock::shared(&dir).expect("a second Create does not wait");
+        let short = Duration::from_millis(50);
+        assert!(
+            PlacementLock::exclusive(&dir, short).is_none(),
+            "removal waits for Creates"
+        );
+        drop((a, b));
+        let x = PlacementLock::exclusive(&dir, short).expect("exclusive once they are done");
+        drop(x);
+        std::fs::remove_dir(&dir).ok();
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::blocking;
 use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, NewContainer};
 use crate::error::{Error, Result};
-use crate::group::{self, Join, Placement};
+use crate::group::{self, Join, Placement, PlacementLock};
 use crate::logger::LogContext;
 use crate::paths;
 use crate::process::{lock, Process};
@@ -67,9 +67,17 @@ impl Service {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
         };
-        if let Some(p) = &placement {
-            self.join_task_cgroup(&id, p).await?;
-        }
+        // Held until the container's cgroup exists below the task cgroup (see PlacementLock).
+        let placing = match &placement {
+            Some(p) => {
+                let dir = self.root.dir.clone();
+                let lock =
+                    blocking::run("placement lock", move || PlacementLock::shared(&dir)).await?;
+                self.join_task_cgroup(&id, p).await?;
+                Some(lock)
+            }
+            None => None,
+        };
         let opts = CreateOptions {
             id: id.clone(),
             bundle: bundle.clone(),
@@ -99,6 +107,7 @@ impl Service {
         .await;
         // The process has its own copies of its stdio now (or never will).
         prepared.child = None;
+        drop(placing);
         let created = match created {
             Ok(c) => c,
             Err(e) => {
