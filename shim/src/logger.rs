@@ -107,6 +107,10 @@ fn decode(s: &str, query: bool) -> Option<String> {
         match b[i] {
             b'%' => {
                 let hex = s.get(i + 1..i + 3)?;
+                // from_str_radix alone would take a sign ("%+1").
+                if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -265,6 +269,8 @@ mod tests {
         assert!(matches!(parse("host/x"), Err(Error::InvalidArgument(_))));
         assert!(matches!(parse(""), Err(Error::InvalidArgument(_))));
         assert!(matches!(parse("/x?a=%zz"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse("/x?a=%+1"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse("/x%2"), Err(Error::InvalidArgument(_))));
     }
 
     /// A real logger script gets both streams on fds 3 and 4 and its environment; the shim
