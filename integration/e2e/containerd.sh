@@ -38,11 +38,10 @@ cleanup() {
   [ -n "$EVENTS_PID" ] && kill "$EVENTS_PID" 2>/dev/null
   containerd_down "$D"
   # Containers of a killed shim that nobody cleaned up (a failed test): kill by cgroup.
-  for cg in /sys/fs/cgroup/*/"$NS"; do
+  # (/berth-tasks itself is left: the task runner of a concurrent run may use it.)
+  for cg in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/*/berth-tasks/"$NS"; do
     [ -d "$cg" ] || continue
-    for procs in "$cg"/*/cgroup.procs; do
-      [ -f "$procs" ] && xargs -r kill -9 <"$procs" 2>/dev/null
-    done
+    find "$cg" -mindepth 2 -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -9 2>/dev/null
     sleep 0.2
     find "$cg" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
     rmdir "$cg" 2>/dev/null
@@ -84,13 +83,38 @@ event_seen() { # TOPIC REGEX: waits up to 5 s for the event in the ctr events lo
 }
 # nothing of container ID left: state, cgroup, rootfs mount, processes
 no_leftovers() {
-  local id="$1" bad=""
+  local id="$1" bad="" d
   [ -e "$STATE/$id" ] && bad+=" state"
-  ls -d /sys/fs/cgroup/*/"$NS/$id" >/dev/null 2>&1 && bad+=" cgroup"
+  for d in /sys/fs/cgroup/*/"$NS/$id" /sys/fs/cgroup/*/berth-tasks/"$NS"/*/"$id"; do [ -d "$d" ] && { bad+=" cgroup"; break; }; done
   grep -q "/$id/rootfs " /proc/self/mounts && bad+=" rootfs-mount"
   [ -z "$bad" ] || { echo "$bad"; return 1; }
 }
 remove() { c task delete "$1" >/dev/null 2>&1; c container delete "$1" >/dev/null 2>&1; }
+# Task cgroups (the shim's /berth-tasks/<ns>/<group>): read a limit on v1 or v2.
+TASKS_CG="berth-tasks/$NS"
+UNIFIED=; [ -f /sys/fs/cgroup/cgroup.controllers ] && UNIFIED=1
+task_cg_exists() { # GROUP: its task cgroup exists in any hierarchy
+  local d
+  for d in /sys/fs/cgroup/*/"$TASKS_CG/$1" /sys/fs/cgroup/"$TASKS_CG/$1"; do [ -d "$d" ] && return 0; done
+  return 1
+}
+task_mem_limit() { # GROUP → bytes
+  if [ -n "$UNIFIED" ]; then cat "/sys/fs/cgroup/$TASKS_CG/$1/memory.max"
+  else cat "/sys/fs/cgroup/memory/$TASKS_CG/$1/memory.limit_in_bytes"; fi 2>/dev/null
+}
+task_cpu_max() { # GROUP → "quota period"
+  if [ -n "$UNIFIED" ]; then cat "/sys/fs/cgroup/$TASKS_CG/$1/cpu.max"
+  else echo "$(cat "/sys/fs/cgroup/cpu/$TASKS_CG/$1/cpu.cfs_quota_us") $(cat "/sys/fs/cgroup/cpu/$TASKS_CG/$1/cpu.cfs_period_us")"; fi 2>/dev/null
+}
+mem_cgroup_of() { # PID → its memory cgroup path (the unified one on v2)
+  if [ -n "$UNIFIED" ]; then awk -F: '$1=="0" {print $3}' "/proc/$1/cgroup"
+  else awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' "/proc/$1/cgroup"; fi 2>/dev/null
+}
+wait_gone() { # GROUP: waits up to 5 s for its task cgroup to disappear
+  local i
+  for i in $(seq 50); do task_cg_exists "$1" || return 0; sleep 0.1; done
+  return 1
+}
 
 log "=== run --rm: output, exit status, stdin"
 out="$(c run --rm "${RUN[@]}" "$IMG" e2e-rm sh -c 'echo hello from berth shim; echo to-stderr >&2; cat /proc/1/cmdline | tr "\0" " "' 2>&1 </dev/null)"
@@ -175,6 +199,97 @@ c task kill -s SIGKILL e2e-gb; wait_status e2e-gb STOPPED; remove e2e-gb
 for _ in $(seq 30); do kill -0 "$sa" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$sa" 2>/dev/null && fail "group shim still running after its last delete" || pass "group shim exits after its last delete"
 c task kill -s SIGKILL e2e-gc; wait_status e2e-gc STOPPED; remove e2e-gc
+
+log "=== task cgroup: berth.task.* limits shared by a group"
+c run -d "${RUN[@]}" --annotation berth.task.id=tc1 --annotation berth.task.cpu=512 \
+  --annotation berth.task.memory=64 "$IMG" e2e-ta sleep 300 >/dev/null </dev/null
+c run -d "${RUN[@]}" --annotation berth.task.id=tc1 "$IMG" e2e-tb sleep 300 >/dev/null </dev/null
+wait_status e2e-ta RUNNING; wait_status e2e-tb RUNNING
+m="$(task_mem_limit tc1)"
+[ "$m" = 67108864 ] && pass "task cgroup memory limit 64 MiB ($m)" || fail "task memory limit: '$m' (want 67108864)"
+q="$(task_cpu_max tc1)"
+[ "$q" = "50000 100000" ] && pass "task cgroup cpu quota 512 units = 50000/100000 us" || fail "task cpu: '$q' (want 50000 100000)"
+pa="$(task_pid e2e-ta)"; pb="$(task_pid e2e-tb)"
+ca="$(mem_cgroup_of "$pa")"; cb="$(mem_cgroup_of "$pb")"
+if [ "$ca" = "/$TASKS_CG/tc1/e2e-ta" ] && [ "$cb" = "/$TASKS_CG/tc1/e2e-tb" ]; then pass "both containers' cgroups are under the task cgroup"
+else fail "container cgroups: $ca / $cb"; fi
+# The limit binds the group: a hog in the container without a limit of its own is killed at 64 MiB.
+code=0; c task exec --exec-id hog e2e-tb tail /dev/zero </dev/null >/dev/null 2>&1 || code=$?
+[ "$code" = 137 ] && pass "memory hog in the group killed by the task limit" || fail "hog in the task exit $code (want 137)"
+c task kill -s SIGKILL e2e-ta; wait_status e2e-ta STOPPED; remove e2e-ta
+task_cg_exists tc1 && [ "$(task_status e2e-tb)" = RUNNING ] && pass "task cgroup stays while a container is left" ||
+  fail "task cgroup gone with a container left"
+c task kill -s SIGKILL e2e-tb; wait_status e2e-tb STOPPED; remove e2e-tb
+wait_gone tc1 && pass "task cgroup removed with its last container" || fail "task cgroup tc1 left: $(ls -d /sys/fs/cgroup/*/"$TASKS_CG"/tc1 2>/dev/null)"
+left="$(no_leftovers e2e-tb)" && pass "task containers leave nothing" || fail "task containers left:$left"
+
+log "=== task cgroup: CRI sandbox annotations"
+SB=0123456789abcdef-sandbox
+c run -d "${RUN[@]}" --annotation io.kubernetes.cri.sandbox-id=$SB --annotation io.kubernetes.cri.container-type=sandbox \
+  --annotation io.kubernetes.cri.sandbox-cpu-quota=20000 --annotation io.kubernetes.cri.sandbox-cpu-period=50000 \
+  --annotation io.kubernetes.cri.sandbox-memory=33554432 "$IMG" e2e-sa sleep 300 >/dev/null </dev/null
+c run -d "${RUN[@]}" --annotation io.kubernetes.cri.sandbox-id=$SB --annotation io.kubernetes.cri.container-type=container \
+  "$IMG" e2e-sb sleep 300 >/dev/null </dev/null
+wait_status e2e-sa RUNNING; wait_status e2e-sb RUNNING
+m="$(task_mem_limit $SB)"; q="$(task_cpu_max $SB)"
+[ "$m" = 33554432 ] && [ "$q" = "20000 50000" ] && pass "pod cgroup from CRI annotations (memory $m, cpu $q)" ||
+  fail "pod cgroup: memory '$m' (want 33554432), cpu '$q' (want 20000 50000)"
+ca="$(mem_cgroup_of "$(task_pid e2e-sa)")"; cb="$(mem_cgroup_of "$(task_pid e2e-sb)")"
+[ "$ca" = "/$TASKS_CG/$SB/e2e-sa" ] && [ "$cb" = "/$TASKS_CG/$SB/e2e-sb" ] && pass "pod containers under the pod cgroup" ||
+  fail "pod container cgroups: $ca / $cb"
+for t in e2e-sb e2e-sa; do c task kill -s SIGKILL $t; wait_status $t STOPPED; remove $t; done
+wait_gone $SB && pass "pod cgroup removed with its last container" || fail "pod cgroup $SB left"
+
+log "=== task cgroup: bad annotations fail create and leave nothing"
+for bad in berth.task.memory=lots berth.task.cpu=0 io.kubernetes.cri.sandbox-memory=-1 io.kubernetes.cri.sandbox-cpu-quota=abc; do
+  code=0; c run --rm "${RUN[@]}" --annotation berth.task.id=tbad --annotation "$bad" "$IMG" e2e-tbad true \
+    </dev/null >"$D/tbad.out" 2>&1 || code=$?
+  c container delete e2e-tbad >/dev/null 2>&1
+  if [ "$code" != 0 ] && grep -q "annotation ${bad%%=*}" "$D/tbad.out"; then pass "$bad: create fails naming it"
+  else fail "$bad: rc $code: $(cat "$D/tbad.out")"; fi
+  left="$(no_leftovers e2e-tbad)"
+  ! task_cg_exists tbad && [ -z "$left" ] && pass "$bad: nothing left" || fail "$bad left:$left $(ls -d /sys/fs/cgroup/*/"$TASKS_CG"/tbad 2>/dev/null)"
+done
+
+log "=== kill -9 of a task's shim removes the task cgroup"
+c run -d "${RUN[@]}" --annotation berth.task.id=tk9 --annotation berth.task.memory=64 "$IMG" e2e-ka sleep 300 >/dev/null </dev/null
+c run -d "${RUN[@]}" --annotation berth.task.id=tk9 "$IMG" e2e-kb sleep 300 >/dev/null </dev/null
+wait_status e2e-ka RUNNING; wait_status e2e-kb RUNNING
+task_cg_exists tk9 || fail "task cgroup tk9 missing before kill -9"
+kill -9 "$(ppid_of "$(task_pid e2e-ka)")"
+wait_gone tk9 && pass "kill -9: task cgroup removed by the delete action" || fail "kill -9: task cgroup tk9 left"
+left=; for t in e2e-ka e2e-kb; do remove $t; left+="$(no_leftovers $t)"; done
+[ -z "$left" ] && pass "kill -9: task containers leave nothing" || fail "kill -9 of a task shim left:$left"
+
+log "=== log URIs: binary:// and file://"
+cat >"$D/logger.sh" <<'SH'
+#!/bin/sh
+# A containerd logging binary: fd 3 = stdout, fd 4 = stderr, fd 5 = ready. Args: out PREFIX.
+out="$2"
+echo "CONTAINER_ID=$CONTAINER_ID CONTAINER_NAMESPACE=$CONTAINER_NAMESPACE args=$*" >"$out.env"
+cat <&3 >"$out.out" 4<&- 5>&- &
+cat <&4 >"$out.err" 3<&- 5>&- &
+exec 3<&- 4<&- 5>&-
+wait
+SH
+chmod +x "$D/logger.sh"
+out="$(c run --rm "${RUN[@]}" --log-uri "binary://$D/logger.sh?out=$D/log1" "$IMG" e2e-log \
+  sh -c 'echo to-logger-stdout; echo to-logger-stderr >&2' </dev/null 2>&1)"
+for _ in $(seq 50); do grep -q to-logger-stderr "$D/log1.err" 2>/dev/null && grep -q to-logger-stdout "$D/log1.out" 2>/dev/null && break; sleep 0.1; done
+if grep -qx to-logger-stdout "$D/log1.out" 2>/dev/null && grep -qx to-logger-stderr "$D/log1.err" 2>/dev/null; then
+  pass "binary:// logger got stdout on fd 3 and stderr on fd 4"
+else fail "binary:// logger: out='$(cat "$D/log1.out" 2>/dev/null)' err='$(cat "$D/log1.err" 2>/dev/null)' ctr: $out"; fi
+grep -qx "CONTAINER_ID=e2e-log CONTAINER_NAMESPACE=$NS args=out $D/log1" "$D/log1.env" 2>/dev/null &&
+  pass "binary:// logger environment and arguments" || fail "logger env: $(cat "$D/log1.env" 2>/dev/null)"
+for _ in $(seq 30); do pgrep -f "$D/logger.sh" >/dev/null || break; sleep 0.1; done
+pgrep -f "$D/logger.sh" >/dev/null && fail "logger still running after delete: $(pgrep -f "$D/logger.sh")" || pass "logger ended after delete"
+code=0; c run --rm "${RUN[@]}" --log-uri "binary://$D/no-such-logger" "$IMG" e2e-nolog true </dev/null >"$D/nolog.out" 2>&1 || code=$?
+c container delete e2e-nolog >/dev/null 2>&1
+[ "$code" != 0 ] && grep -q no-such-logger "$D/nolog.out" && pass "missing logger fails create, naming it" || fail "missing logger: rc $code $(cat "$D/nolog.out")"
+left="$(no_leftovers e2e-nolog)" && pass "missing logger leaves nothing" || fail "missing logger left:$left"
+c run --rm "${RUN[@]}" --log-uri "file://$D/logs/f1.log" "$IMG" e2e-flog sh -c 'echo file-out; echo file-err >&2' </dev/null >/dev/null 2>&1
+grep -qx file-out "$D/logs/f1.log" 2>/dev/null && grep -qx file-err "$D/logs/f1.log" && pass "file:// log URI (directory made)" ||
+  fail "file:// log: $(cat "$D/logs/f1.log" 2>/dev/null)"
 
 log "=== kill -9 of the shim is cleaned up"
 c run -d "${RUN[@]}" "$IMG" e2e-k9 sleep 300 >/dev/null </dev/null

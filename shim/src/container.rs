@@ -23,6 +23,8 @@ pub struct Container {
     pub own_pid_ns: bool,
     /// Whether the shim mounted `<bundle>/rootfs` (and must unmount it).
     pub rootfs_mounted: bool,
+    /// The group's task cgroup this container's cgroup sits in, if any.
+    pub task_cgroup: Option<PathBuf>,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// Held across a lifecycle step and the event it publishes (Start → TaskStart, an exit
@@ -43,6 +45,7 @@ pub struct NewContainer {
     pub cgroup_path: PathBuf,
     pub own_pid_ns: bool,
     pub rootfs_mounted: bool,
+    pub task_cgroup: Option<PathBuf>,
     pub init: Arc<Process>,
     pub unified: bool,
 }
@@ -57,6 +60,7 @@ impl Container {
             cgroup_path: n.cgroup_path,
             own_pid_ns: n.own_pid_ns,
             rootfs_mounted: n.rootfs_mounted,
+            task_cgroup: n.task_cgroup,
             init: n.init,
             execs: Mutex::new(HashMap::new()),
             lifecycle: Arc::new(tokio::sync::Mutex::new(())),

@@ -19,6 +19,9 @@ pub enum Error {
     Unimplemented(String),
     #[error(transparent)]
     Runtime(#[from] berth::container::Error),
+    /// Making, changing or removing a task cgroup.
+    #[error("task cgroup: {0}")]
+    TaskCgroup(#[from] berth::task::Error),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -50,6 +53,7 @@ impl Error {
                 Code::FAILED_PRECONDITION
             }
             Error::InvalidArgument(_)
+            | Error::TaskCgroup(berth::task::Error::Invalid(_))
             | Error::Runtime(R::Invalid(_) | R::Spec(_) | R::State(S::InvalidId(_))) => {
                 Code::INVALID_ARGUMENT
             }

@@ -18,10 +18,14 @@ use crate::blocking;
 use crate::console::{Console, ConsoleSocket};
 use crate::container::{Container, NewContainer};
 use crate::error::{Error, Result};
+use crate::group::{self, Join, Placement, PlacementLock};
+use crate::logger::LogContext;
+use crate::paths;
 use crate::process::{lock, Process};
 use crate::rootfs;
 use crate::service::Service;
 use crate::stdio::{self, StdioPaths};
+use berth::task::task_cgroup;
 
 /// How long Delete waits for a killed, never-started init to be reaped, and for a console
 /// to flush its last output.
@@ -45,24 +49,42 @@ impl Service {
                 "restoring from a checkpoint is not implemented by berth".into(),
             ));
         }
+        let bundle = PathBuf::from(&req.bundle);
+        // Checked before anything is made: a bad annotation leaves nothing behind.
+        let placement = group::placement(&paths::annotations(&bundle), &self.namespace, &id)?;
         let paths = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let mut prepared = stdio::prepare(&paths)?;
+        let log = LogContext {
+            container_id: &id,
+            namespace: &self.namespace,
+        };
+        let mut prepared = stdio::prepare(&paths, &log, &self.reaper).await?;
         let console = match req.terminal {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
         };
-        let bundle = PathBuf::from(&req.bundle);
+        // Held until the container's cgroup exists below the task cgroup (see PlacementLock).
+        let placing = match &placement {
+            Some(p) => {
+                let dir = self.root.dir.clone();
+                let lock =
+                    blocking::run("placement lock", move || PlacementLock::shared(&dir)).await?;
+                self.join_task_cgroup(&id, p).await?;
+                Some(lock)
+            }
+            None => None,
+        };
         let opts = CreateOptions {
             id: id.clone(),
             bundle: bundle.clone(),
             console_socket: console.as_ref().map(|c| c.path.clone()),
             no_pivot: runc_options(&req).is_some_and(|o| o.no_pivot_root),
             stdio: prepared.raw(),
+            cgroups_path: placement.as_ref().map(|p| p.container_cgroup(&id)),
             ..Default::default()
         };
         let mounts = req.rootfs.clone();
@@ -85,7 +107,16 @@ impl Service {
         .await;
         // The process has its own copies of its stdio now (or never will).
         prepared.child = None;
-        let created = created?;
+        drop(placing);
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(p) = &placement {
+                    self.leave_task_cgroup(&id, &p.task_cgroup).await;
+                }
+                return Err(e);
+            }
+        };
 
         let init = Arc::new(Process::new(&id, "", paths.clone()));
         init.set_pid(created.pid.as_raw());
@@ -98,6 +129,7 @@ impl Service {
             cgroup_path: created.state.cgroup_path.clone(),
             own_pid_ns: created.state.own_pid_ns,
             rootfs_mounted: !req.rootfs.is_empty(),
+            task_cgroup: placement.map(|p| p.task_cgroup),
             init: init.clone(),
             unified: self.unified,
         }));
@@ -159,6 +191,70 @@ impl Service {
             r.map_err(Error::from)
         })
         .await;
+        if let Some(tc) = &c.task_cgroup {
+            self.leave_task_cgroup(&c.id, tc).await;
+        }
+    }
+
+    /// Makes `id` a member of its task cgroup: the first member (re)makes the cgroup with its
+    /// limits; a later one that carries different limits updates them.
+    async fn join_task_cgroup(&self, id: &str, p: &Placement) -> Result<()> {
+        let mut tasks = self.tasks.lock().await;
+        let (path, group) = (p.task_cgroup.clone(), p.group.clone());
+        let done = match tasks.join(id, p) {
+            Join::Nothing => return Ok(()),
+            Join::Create(limits) => {
+                let resources = limits.resources()?;
+                blocking::run("task cgroup", move || {
+                    // A leftover of a shim that was killed may still carry old limits: start
+                    // afresh if nothing lives in it.
+                    task_cgroup::remove_if_empty(&path);
+                    Ok(task_cgroup::create(&path, &group, &resources)?)
+                })
+                .await
+            }
+            Join::Update(limits) => {
+                let resources = limits.resources()?;
+                blocking::run("task cgroup", move || {
+                    Ok(task_cgroup::update(&path, &group, &resources)?)
+                })
+                .await
+            }
+        };
+        match done {
+            Ok(()) => {
+                tasks.applied(&p.task_cgroup, &p.limits);
+                tracing::debug!(%id, cgroup = %p.task_cgroup.display(), limits = ?p.limits, "joined task cgroup");
+                Ok(())
+            }
+            Err(e) => {
+                if tasks.leave(id, &p.task_cgroup) {
+                    let path = p.task_cgroup.clone();
+                    let _ = blocking::run("task cgroup", move || {
+                        task_cgroup::remove_if_empty(&path);
+                        Ok(())
+                    })
+                    .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `id` is gone: the last member of a task cgroup removes it.
+    async fn leave_task_cgroup(&self, id: &str, task_cgroup: &std::path::Path) {
+        let mut tasks = self.tasks.lock().await;
+        if !tasks.leave(id, task_cgroup) {
+            return;
+        }
+        let path = task_cgroup.to_path_buf();
+        let _ = blocking::run("task cgroup", move || {
+            if !task_cgroup::remove_if_empty(&path) {
+                tracing::warn!(cgroup = %path.display(), "task cgroup not empty after its last container: kept");
+            }
+            Ok(())
+        })
+        .await;
     }
 
     pub async fn start_process(&self, req: &api::StartRequest) -> Result<api::StartResponse> {
@@ -216,7 +312,11 @@ impl Service {
             )));
         }
         let spec = lock(&p.spec).take();
-        let mut prepared = stdio::prepare(&p.stdio)?;
+        let log = LogContext {
+            container_id: &c.id,
+            namespace: &self.namespace,
+        };
+        let mut prepared = stdio::prepare(&p.stdio, &log, &self.reaper).await?;
         let console = match p.stdio.terminal {
             true => Some(ConsoleSocket::bind(&self.root.dir)?),
             false => None,
@@ -352,6 +452,9 @@ impl Service {
         }
         lock(&self.containers).remove(&c.id);
         drop(order);
+        if let Some(tc) = &c.task_cgroup {
+            self.leave_task_cgroup(&c.id, tc).await;
+        }
 
         let exit = c.init.exit();
         let pid = c.init.pid().max(0) as u32;
@@ -405,6 +508,10 @@ impl Service {
 
     /// The reaper collected `p`: finish the container's side and report the exit.
     pub fn process_exited(&self, p: Arc<Process>) {
+        if p.logger {
+            tracing::debug!(pid = p.pid(), id = %p.container_id, "binary logger exited");
+            return;
+        }
         let Ok(c) = self.container(&p.container_id) else {
             // A container still being created (its init died at once): Create's caller
             // learns of it from Wait; nothing to publish yet.

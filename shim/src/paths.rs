@@ -57,26 +57,35 @@ pub fn socket_dir(containerd_address: &str) -> Option<String> {
 
 /// The group key of a bundle: read from its config.json annotations.
 pub fn group_key(bundle: &Path, id: &str) -> String {
+    group_from(&annotations(bundle)).unwrap_or(id).to_string()
+}
+
+/// A bundle's config.json annotations; empty if it cannot be read (the library reports a
+/// broken config.json properly, at Create).
+pub fn annotations(bundle: &Path) -> HashMap<String, String> {
     #[derive(serde::Deserialize)]
     struct Annotated {
         #[serde(default)]
         annotations: HashMap<String, String>,
     }
     // Only the annotations are read: a full spec parse is the library's job, at Create.
-    let annotations = std::fs::read(bundle.join("config.json"))
+    std::fs::read(bundle.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<Annotated>(&b).ok())
         .map(|a| a.annotations)
-        .unwrap_or_default();
-    group_from(&annotations).unwrap_or(id).to_string()
+        .unwrap_or_default()
+}
+
+/// The group annotation that is set, and its value.
+pub fn group_annotation(annotations: &HashMap<String, String>) -> Option<(&'static str, &str)> {
+    GROUP_ANNOTATIONS
+        .iter()
+        .find_map(|k| annotations.get(*k).map(|v| (*k, v.as_str())))
+        .filter(|(_, v)| !v.is_empty())
 }
 
 fn group_from(annotations: &HashMap<String, String>) -> Option<&str> {
-    GROUP_ANNOTATIONS
-        .iter()
-        .find_map(|k| annotations.get(*k))
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
+    group_annotation(annotations).map(|(_, v)| v)
 }
 
 /// A `unix://` address as a filesystem path.

@@ -42,6 +42,9 @@ pub struct Process {
     pub io: Mutex<Option<Io>>,
     /// Whether TaskExit went out (exactly once, see [`crate::container`]).
     pub exit_published: AtomicBool,
+    /// A `binary://` logger the shim started, not a container process: its exit is
+    /// recorded (so it is never signalled after its pid is freed) but not reported.
+    pub logger: bool,
 }
 
 impl Process {
@@ -55,6 +58,15 @@ impl Process {
             exit: watch::Sender::new(None),
             io: Mutex::new(None),
             exit_published: AtomicBool::new(false),
+            logger: false,
+        }
+    }
+
+    /// The logging binary of a process of `container_id`.
+    pub fn logger(container_id: &str) -> Process {
+        Process {
+            logger: true,
+            ..Process::new(container_id, "", StdioPaths::default())
         }
     }
 

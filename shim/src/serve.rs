@@ -64,7 +64,7 @@ fn listener(flags: &Flags) -> Result<UnixListener> {
 async fn serve(flags: &Flags, root: berth::state::StateRoot, listener: UnixListener) -> Result<()> {
     let ttrpc = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     let events = Publisher::start(&ttrpc, &flags.namespace);
-    let service = Arc::new(Service::new(root, events));
+    let service = Arc::new(Service::new(root, &flags.namespace, events));
     let mut server = Server::new()
         .add_listener(Listener::try_from(listener).context("listening")?)
         .register_service(compat::task_services(service.clone()));

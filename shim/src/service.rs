@@ -16,28 +16,37 @@ use tokio::sync::Notify;
 use crate::container::Container;
 use crate::error::{Error, Result};
 use crate::events::Publisher;
+use crate::group::TaskCgroups;
 use crate::process::lock;
 use crate::reaper::Reaper;
 
 pub struct Service {
     pub root: berth::state::StateRoot,
+    /// containerd's namespace (task cgroup paths, `binary://` loggers' environment).
+    pub namespace: String,
     /// cgroup v2 only (v2 metrics and memory.events), else v1/hybrid.
     pub unified: bool,
     pub containers: Mutex<HashMap<String, Arc<Container>>>,
     pub reaper: Reaper,
     pub events: Arc<Publisher>,
+    /// The task cgroups of this shim's group and their members. An async lock: it is held
+    /// while a task cgroup is made or removed, so a Create and the Delete of the group's last
+    /// container cannot interleave.
+    pub tasks: tokio::sync::Mutex<TaskCgroups>,
     /// Notified when the shim should exit (Shutdown with no containers left).
     pub shutdown: Notify,
 }
 
 impl Service {
-    pub fn new(root: berth::state::StateRoot, events: Publisher) -> Service {
+    pub fn new(root: berth::state::StateRoot, namespace: &str, events: Publisher) -> Service {
         Service {
             root,
+            namespace: namespace.to_string(),
             unified: berth::cgroups::is_unified(),
             containers: Mutex::new(HashMap::new()),
             reaper: Reaper::default(),
             events: Arc::new(events),
+            tasks: tokio::sync::Mutex::new(TaskCgroups::default()),
             shutdown: Notify::new(),
         }
     }

@@ -1,5 +1,5 @@
-//! A process's stdio as containerd describes it: FIFO paths (ctr, CRI), `file://` log URIs,
-//! or nothing.
+//! A process's stdio as containerd describes it: FIFO paths (ctr, CRI), `file://` and
+//! `binary://` log URIs ([`crate::logger`]), or nothing.
 //!
 //! Without a terminal the output FIFOs are handed to the process itself — no pipes, no copy
 //! loop, no shim wake-up per line of output. The shim keeps a read end of each open, so the
@@ -26,7 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::console::Console;
 use crate::error::{Error, Result};
+use crate::logger::{BinaryLogger, LogContext};
 use crate::pollable::{self, Pollable};
+use crate::reaper::Reaper;
 
 /// What containerd asked for.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +45,8 @@ pub struct Io {
     stdin: Option<StdinPump>,
     _out_keepalive: Vec<OwnedFd>,
     pub console: Option<Console>,
+    /// A `binary://` logger; dropping the Io (Delete) ends it.
+    _logger: Option<BinaryLogger>,
 }
 
 impl Io {
@@ -159,6 +163,8 @@ enum Target<'a> {
     Null,
     Fifo(&'a str),
     File(&'a str),
+    /// What follows `binary://`.
+    Binary(&'a str),
 }
 
 fn target(uri: &str) -> Result<Target<'_>> {
@@ -168,15 +174,38 @@ fn target(uri: &str) -> Result<Target<'_>> {
     match uri.split_once("://") {
         None => Ok(Target::Fifo(uri)),
         Some(("file", path)) if path.starts_with('/') => Ok(Target::File(path)),
+        Some(("binary", rest)) => Ok(Target::Binary(rest)),
         Some((scheme, _)) => Err(Error::Unimplemented(format!(
             "stdio {uri}: the {scheme}:// log scheme is not supported by berth's shim"
         ))),
     }
 }
 
-pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
+/// Opens (or starts) what the process's stdio goes to. `log` names the process for a
+/// `binary://` logger, which the reaper then tracks.
+pub async fn prepare(
+    paths: &StdioPaths,
+    log: &LogContext<'_>,
+    reaper: &Reaper,
+) -> Result<Prepared> {
     let mut io = Io::default();
+    let binary = match target(&paths.stdout)? {
+        Target::Binary(rest) => Some(rest),
+        _ => None,
+    };
+    if binary.is_none() && matches!(target(&paths.stderr)?, Target::Binary(_)) {
+        // containerd decides by the stdout URI and sends the same one for both.
+        return Err(Error::InvalidArgument(format!(
+            "stderr {}: a binary:// log URI must be the stdout URI too",
+            paths.stderr
+        )));
+    }
     if paths.terminal {
+        if binary.is_some() {
+            return Err(Error::InvalidArgument(
+                "a terminal cannot be logged through a binary:// log URI".into(),
+            ));
+        }
         // The console copy loops open the FIFOs once the pty master has arrived.
         return Ok(Prepared { child: None, io });
     }
@@ -190,7 +219,22 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
             io.stdin = Some(StdinPump::start(fifo, w)?);
             r
         }
+        Target::Binary(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "stdin {}: a binary:// log URI is for output only",
+                paths.stdin
+            )))
+        }
     };
+    if let Some(rest) = binary {
+        // Both streams go to the logger, on their own pipes (its fds 3 and 4).
+        let (logger, stdout, stderr) = BinaryLogger::start(rest, log, reaper).await?;
+        io._logger = Some(logger);
+        return Ok(Prepared {
+            child: Some([stdin, stdout, stderr]),
+            io,
+        });
+    }
     let stdout = open_output(&paths.stdout, &mut io)?;
     let stderr = if paths.stderr == paths.stdout && !paths.stdout.is_empty() {
         stdout
@@ -208,14 +252,25 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared> {
 fn open_output(uri: &str, io: &mut Io) -> Result<OwnedFd> {
     match target(uri)? {
         Target::Null => open("/dev/null", libc::O_WRONLY),
-        Target::File(p) => OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(p)
-            .map(OwnedFd::from)
-            .map_err(|e| Error::io(format!("opening log file {p}"), e)),
+        Target::File(p) => {
+            // As runc's shim: the log file's directory is made if missing.
+            if let Some(dir) = std::path::Path::new(p).parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            }
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(p)
+                .map(OwnedFd::from)
+                .map_err(|e| Error::io(format!("opening log file {p}"), e))
+        }
+        // prepare() handles a binary stdout; a binary stderr alone was refused there.
+        Target::Binary(_) => Err(Error::InvalidArgument(format!(
+            "{uri}: a binary:// log URI must be the stdout URI"
+        ))),
         Target::Fifo(p) => {
             let (keep, writer) = open_fifo_writer(p)?;
             io._out_keepalive.push(keep);
@@ -277,7 +332,11 @@ mod tests {
             Ok(Target::File("/var/log/x"))
         ));
         assert!(matches!(
-            target("binary:///bin/logger"),
+            target("binary:///bin/logger?x=y"),
+            Ok(Target::Binary("/bin/logger?x=y"))
+        ));
+        assert!(matches!(
+            target("syslog://host"),
             Err(Error::Unimplemented(_))
         ));
     }
@@ -292,7 +351,13 @@ mod tests {
             stderr: String::new(),
             terminal: false,
         };
-        let mut p = prepare(&paths).expect("prepare");
+        let ctx = LogContext {
+            container_id: "c",
+            namespace: "ns",
+        };
+        let mut p = prepare(&paths, &ctx, &Reaper::default())
+            .await
+            .expect("prepare");
         let [cin, cout, _cerr] = p.child.take().expect("fds");
         // Output written before any client exists is kept, not lost to EPIPE.
         let mut cout = File::from(cout);

@@ -101,6 +101,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
         stdio: None,
+        cgroups_path: None,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct CreateOptions {
     /// stdin, stdout, stderr for the container process (default: berth's own). The
     /// shim passes containerd's FIFOs here.
     pub stdio: Option<[RawFd; 3]>,
+    /// Replaces config.json's `linux.cgroupsPath`: the shim places a container of a pod or
+    /// berth task below the group's task cgroup, whatever path containerd wrote.
+    pub cgroups_path: Option<PathBuf>,
 }
 
 /// What `create` made, for `run` to go on with.
@@ -112,7 +115,10 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         .map_err(|e| Error::io("chown exec.fifo", e.into()))?;
     }
 
-    let cg_path = cgroups::path_for(&bundle.spec, &opts.id);
+    let cg_path = match &opts.cgroups_path {
+        Some(p) => p.clone(),
+        None => cgroups::path_for(&bundle.spec, &opts.id),
+    };
     let cg = Cgroup::open(&cg_path, &opts.id)?;
     rb.cgroup = Some(cg);
 

@@ -5,6 +5,7 @@
 //! - [`record`]: the task's state document (`<root>/tasks/<id>/task.json`) that `ls`/`describe` read
 //! - [`sandbox`]: task-level resources: task cgroup, shared namespaces, task volumes
 //! - [`pidns`]: `pidMode: task`: the holder process of the task's shared pid namespace
+//! - [`task_cgroup`]: the task cgroup on the host (also the shim's per-pod cgroup)
 //! - [`bundle`]: one container's OCI bundle (config.json + overlay rootfs) from its plan
 //! - [`runner`]: start order, dependency conditions, essential exits, restarts, stop order
 //! - [`health`]: health checks through `container::exec`
@@ -23,6 +24,7 @@ pub mod record;
 pub mod runner;
 pub mod sandbox;
 pub mod supervisor;
+pub mod task_cgroup;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -20,8 +20,9 @@ use oci_spec::runtime::{
 };
 
 use super::pidns::{self, PidHolder};
+use super::task_cgroup::{make_dirs as make_cgroup_dirs, remove as remove_cgroup};
 use super::{Error, TaskPaths};
-use crate::cgroups::{self, Cgroup};
+use crate::cgroups::Cgroup;
 use berth_taskdef::plan::{TaskCgroup, TaskCpu, VolumeSource};
 use berth_taskdef::TaskPlan;
 
@@ -250,85 +251,6 @@ fn unmount_ns_file(path: &Path) {
         }
     }
     let _ = fs::remove_file(path);
-}
-
-/// The task cgroup's directories. On v1 each hierarchy gets one (libcgroups creates a cgroup's
-/// directories only when a task is added, and the task cgroup never holds a process itself);
-/// on v2 the controllers must also be enabled for the children.
-fn make_cgroup_dirs(path: &Path) -> Result<(), Error> {
-    if cgroups::is_unified() {
-        let rel = path.strip_prefix("/").unwrap_or(path);
-        let mut dir = PathBuf::from("/sys/fs/cgroup");
-        for part in rel.components() {
-            enable_controllers(&dir);
-            dir.push(part);
-            match fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
-            }
-        }
-        enable_controllers(&dir);
-        return Ok(());
-    }
-    for dir in cgroups::host_dirs(path) {
-        // Only real controller hierarchies (named ones such as name=systemd are left alone).
-        let controller = dir
-            .strip_prefix("/sys/fs/cgroup")
-            .ok()
-            .and_then(|rel| rel.components().next())
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if ![
-            "cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "hugetlb",
-        ]
-        .contains(&controller.as_str())
-        {
-            continue;
-        }
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        if controller == "cpuset" {
-            // A new v1 cpuset is empty, and children cannot join an empty cpuset: inherit.
-            for file in ["cpuset.cpus", "cpuset.mems"] {
-                let mut cur = dir.clone();
-                let mut chain = Vec::new();
-                while cur != Path::new("/sys/fs/cgroup/cpuset") && cur.pop() {
-                    chain.push(cur.clone());
-                }
-                let mut dirs: Vec<PathBuf> = chain.into_iter().rev().collect();
-                dirs.push(dir.clone());
-                for pair in dirs.windows(2) {
-                    let current = fs::read_to_string(pair[1].join(file)).unwrap_or_default();
-                    if current.trim().is_empty() {
-                        let parent = fs::read_to_string(pair[0].join(file)).unwrap_or_default();
-                        let _ = fs::write(pair[1].join(file), parent.trim());
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn enable_controllers(dir: &Path) {
-    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    for c in ["cpu", "memory", "pids"] {
-        if available.split_whitespace().any(|a| a == c) {
-            let _ = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
-        }
-    }
-}
-
-fn remove_cgroup(path: &Path, id: &str) {
-    match Cgroup::open(path, id).map(|cg| cg.remove()) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "removing task cgroup"),
-    }
-    // libcgroups leaves hierarchies it does not manage (and the parent) alone.
-    for dir in cgroups::host_dirs(path) {
-        let _ = fs::remove_dir(&dir);
-    }
 }
 
 fn invalid(e: impl std::fmt::Display) -> Error {
