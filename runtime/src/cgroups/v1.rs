@@ -314,16 +314,25 @@ fn collect_pids(dir: &Path, out: &mut Vec<Pid>) -> io::Result<()> {
 }
 
 /// Kills the processes in `dir` and removes it, retrying while the kernel still counts the
-/// dying ones (rmdir answers EBUSY until they are gone).
+/// dying ones (rmdir answers EBUSY until they are gone). A cgroup with child cgroups cannot
+/// be removed however long one waits: that fails at once.
 fn remove_dir(dir: &Path, timeout: Duration) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     loop {
-        match fs::remove_dir(dir) {
+        let err = match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(at(dir, e)),
-            Err(_) => {}
+            Err(e) => e,
+        };
+        if has_child_cgroup(dir) {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("{}: {err} (it has child cgroups)", dir.display()),
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(at(dir, err));
         }
         if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
             for pid in procs.lines().filter_map(|l| l.trim().parse().ok()) {
@@ -333,6 +342,14 @@ fn remove_dir(dir: &Path, timeout: Duration) -> io::Result<()> {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+fn has_child_cgroup(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    })
 }
 
 #[cfg(test)]
