@@ -321,7 +321,7 @@ fn essential_exit_stops_the_others_within_stop_timeout() {
             json!([
                 {"name": "main", "image": "busybox", "command": ["sh", "-c", "sleep 1; exit 3"]},
                 // PID 1 sh ignores SIGTERM: only the SIGKILL after stopTimeout ends it.
-                {"name": "side", "image": "busybox", "essential": false, "stopTimeout": 2,
+                {"name": "side", "image": "busybox", "essential": false, "stopTimeout": 1, "stopTimeout": 2,
                  "command": ["sh", "-c", "sleep 600"]}
             ]),
         ),
@@ -989,4 +989,214 @@ fn sidecar_sample_shares_pids_and_init_stops_at_once() {
     let d = describe(&root, "sidecar");
     assert_eq!(container(&d, "app")["exitCode"], 143, "{d}");
     assert_no_task_leftovers(&root, "sidecar");
+}
+
+/// SIGKILLs the task's supervisor (its pid from describe) and waits until it is gone, reaped
+/// or a zombie (which berth counts as gone).
+fn kill_supervisor(root: &Root, id: &str) {
+    let pid = describe(root, id)["supervisorPid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("supervisorPid");
+    assert!(pid > 1, "supervisorPid {pid}");
+    sigkill(pid);
+    wait_for("the supervisor to die", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim().starts_with('Z'))
+            })
+            .unwrap_or(true)
+    });
+}
+
+fn sigkill(pid: i32) {
+    // SAFETY: kill(2) with integer arguments touches no memory of ours.
+    let r = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(r, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
+/// What a task whose supervisor died could leave and `task stop`/`rm` must not: on top of
+/// assert_no_task_leftovers, any process in the task cgroup itself (not only below it), the
+/// cgroup in any hierarchy, and an image-store lease for one of its rootfs.
+fn assert_reclaimed(root: &Root, id: &str) {
+    assert_no_task_leftovers(root, id);
+    let cgroup = format!("/berth-tasks/{id}");
+    let procs = processes_in_cgroup(&cgroup);
+    assert!(procs.is_empty(), "processes left in {cgroup}: {procs:?}");
+    for d in cgroup_dirs(&cgroup) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    let dir = root.dir.join("tasks").join(id).display().to_string();
+    for e in std::fs::read_dir(image_root().join("leases"))
+        .expect("leases")
+        .flatten()
+    {
+        let lease = std::fs::read_to_string(e.path()).unwrap_or_default();
+        assert!(!lease.contains(&dir), "lease left: {lease}");
+    }
+}
+
+#[test]
+fn killed_supervisor_task_stop_then_rm_removes_everything() {
+    let root = task_root("task-orphan");
+    let id = "orphan";
+    let mut d = def(
+        "orphan",
+        json!([
+            {"name": "a", "image": "busybox", "essential": false, "stopTimeout": 2,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c", "echo a-up > /v/a; echo a up; sleep 600"]},
+            {"name": "b", "image": "busybox", "stopTimeout": 2,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c", "sleep 601 & echo b up; wait"]}
+        ]),
+    );
+    d["volumes"] = json!([{"name": "shared"}]);
+    d["pidMode"] = json!("task");
+    let f = write_def("orphan", d);
+    let o = task(
+        &root,
+        &["run", "-d", "--name", id, &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, id, "a", "a up");
+    wait_log(&root, id, "b", "b up");
+    let task_dir = root.dir.join("tasks").join(id);
+    assert!(task_dir.join("volumes/shared/a").exists());
+
+    kill_supervisor(&root, id);
+    // The containers outlive their supervisor, and berth says so rather than STOPPED.
+    let d = describe(&root, id);
+    assert_eq!(d["lastStatus"], "RUNNING", "{d}");
+    assert_eq!(container(&d, "a")["lastStatus"], "RUNNING", "{d}");
+    assert!(!processes_in_cgroup(&format!("/berth-tasks/{id}")).is_empty());
+    // rm without --force refuses a running task (as docker rm does) and names task stop.
+    let o = task(&root, &["rm", id]);
+    assert!(!o.status.success(), "rm of a running orphan succeeded");
+    assert!(
+        text(&o.stderr).contains(&format!("berth task stop {id}")),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(
+        task_dir.join("task.json").exists(),
+        "rm removed state anyway"
+    );
+
+    let o = task(&root, &["stop", id]);
+    assert!(o.status.success(), "stop: {}", text(&o.stderr));
+    let d = describe(&root, id);
+    assert_eq!(d["lastStatus"], "STOPPED", "{d}");
+    assert_eq!(
+        d["stoppedReason"], "Task supervisor exited unexpectedly",
+        "{d}"
+    );
+    assert_eq!(container(&d, "b")["lastStatus"], "STOPPED", "{d}");
+    // stop already removed every resource; the record and logs stay for describe/logs.
+    assert_reclaimed(&root, id);
+    assert!(text(&task(&root, &["logs", id, "a"]).stdout).contains("a up"));
+
+    let o = task(&root, &["rm", id]);
+    assert!(o.status.success(), "rm: {}", text(&o.stderr));
+    assert!(!task_dir.exists(), "{} left", task_dir.display());
+    assert_reclaimed(&root, id);
+}
+
+#[test]
+fn killed_supervisor_task_rm_force_or_after_exit_removes_everything() {
+    let root = task_root("task-orphan-rm");
+    // A container that ignores SIGTERM: rm --force must still end it (SIGKILL after stopTimeout).
+    let f = write_def(
+        "orphan-rm",
+        def(
+            "orphanrm",
+            json!([
+                {"name": "main", "image": "busybox", "stopTimeout": 1,
+                 "command": ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"]},
+                {"name": "side", "image": "busybox", "essential": false, "stopTimeout": 1,
+                 "command": ["sleep", "600"]}
+            ]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "force", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "force", "main", "up");
+    kill_supervisor(&root, "force");
+    let o = task(&root, &["rm", "--force", "force"]);
+    assert!(o.status.success(), "rm --force: {}", text(&o.stderr));
+    assert!(!root.dir.join("tasks/force").exists());
+    assert_reclaimed(&root, "force");
+
+    // Containers that ended on their own after the supervisor died: the task reads STOPPED,
+    // and a plain rm removes what the supervisor left (this used to fail with EBUSY).
+    let f = write_def(
+        "orphan-exit",
+        def(
+            "orphanexit",
+            json!([{"name": "main", "image": "busybox",
+                    "command": ["sh", "-c", "echo up; sleep 2"]}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", "exited", &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, "exited", "main", "up");
+    kill_supervisor(&root, "exited");
+    wait_for(
+        "the orphan to read STOPPED",
+        Duration::from_secs(15),
+        || describe(&root, "exited")["lastStatus"] == "STOPPED",
+    );
+    assert!(root
+        .dir
+        .join("tasks/exited/bundles/main/fs/rootfs")
+        .exists());
+    let o = task(&root, &["rm", "exited"]);
+    assert!(o.status.success(), "rm: {}", text(&o.stderr));
+    assert!(!root.dir.join("tasks/exited").exists());
+    assert_reclaimed(&root, "exited");
+}
+
+#[test]
+fn supervisor_killed_during_task_stop_is_finished_by_task_stop() {
+    let root = task_root("task-orphan-stop");
+    let id = "midstop";
+    // main ignores SIGTERM, so the supervisor is still waiting out its stopTimeout when killed.
+    let f = write_def(
+        "midstop",
+        def(
+            "midstop",
+            json!([{"name": "main", "image": "busybox", "stopTimeout": 3,
+                    "command": ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1; done"]}]),
+        ),
+    );
+    let o = task(
+        &root,
+        &["run", "-d", "--name", id, &f.display().to_string()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    wait_log(&root, id, "main", "up");
+    let stop = std::thread::scope(|s| {
+        let stopper = s.spawn(|| task(&root, &["stop", id]));
+        wait_for("STOPPING", Duration::from_secs(10), || {
+            describe(&root, id)["lastStatus"] == "STOPPING"
+        });
+        kill_supervisor(&root, id);
+        stopper.join().expect("stop thread")
+    });
+    assert!(stop.status.success(), "stop: {}", text(&stop.stderr));
+    let d = describe(&root, id);
+    assert_eq!(d["lastStatus"], "STOPPED", "{d}");
+    assert_eq!(d["stoppedReason"], "Task stopped by user", "{d}");
+    assert_reclaimed(&root, id);
+    let o = task(&root, &["rm", id]);
+    assert!(o.status.success(), "rm: {}", text(&o.stderr));
+    assert!(!root.dir.join("tasks").join(id).exists());
 }

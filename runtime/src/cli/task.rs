@@ -50,6 +50,7 @@ pub enum TaskCommand {
     /// Print a task's state as JSON: containers, exit codes, health, stoppedReason.
     Describe { id: String },
     /// Stop a task: SIGTERM its containers in reverse dependency order, SIGKILL after stopTimeout.
+    /// A task whose supervisor died is stopped and cleaned up here (SIGTERM, stopTimeout, SIGKILL).
     Stop { id: String },
     /// Print a task's container logs.
     Logs {
@@ -58,8 +59,13 @@ pub enum TaskCommand {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Remove a stopped task's record and logs.
-    Rm { ids: Vec<String> },
+    /// Remove a stopped task's record and logs, and whatever a dead supervisor left.
+    Rm {
+        /// Stop a running task first (as `task stop` does), then remove it.
+        #[arg(short, long)]
+        force: bool,
+        ids: Vec<String>,
+    },
 }
 
 pub fn run(root: &StateRoot, args: TaskArgs) -> Result<i32> {
@@ -123,27 +129,50 @@ pub fn run(root: &StateRoot, args: TaskArgs) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&r)?);
             Ok(0)
         }
-        TaskCommand::Stop { id } => stop(root, &id),
+        TaskCommand::Stop { id } => stop(root, &args.image_root, &id),
         TaskCommand::Logs {
             id,
             container,
             follow,
         } => logs(root, &id, container.as_deref(), follow),
-        TaskCommand::Rm { ids } => {
+        TaskCommand::Rm { force, ids } => {
             for id in ids {
-                let r = load(root, &id)?;
-                if r.last_status != TaskStatus::Stopped {
-                    bail!("task {id} is {}: stop it first", status_word(r.last_status));
-                }
-                let paths = TaskPaths::new(&root.dir, &id);
-                // A supervisor that died mid-task leaves its resources: remove them too.
-                task::sandbox::cleanup_leftovers(&paths, &id);
-                std::fs::remove_dir_all(&paths.dir)
-                    .with_context(|| format!("removing {}", paths.dir.display()))?;
+                rm(root, &args.image_root, &id, force)?;
             }
             Ok(0)
         }
     }
+}
+
+/// `task rm`: like `docker rm`, a running task is refused unless --force (which stops it
+/// first). That includes a task whose supervisor died while its containers still run: the
+/// message names `task stop`, which ends them. Whatever a dead supervisor left is removed.
+fn rm(root: &StateRoot, image_root: &Path, id: &str, force: bool) -> Result<()> {
+    let r = load(root, id)?;
+    if r.orphaned && r.last_status != TaskStatus::Stopped && !force {
+        bail!(
+            "task {id} is {} without its supervisor (it exited unexpectedly): \
+             `berth task stop {id}` stops its containers and cleans up, or use `task rm --force`",
+            status_word(r.last_status)
+        );
+    }
+    if !r.orphaned && r.last_status != TaskStatus::Stopped {
+        if !force {
+            bail!(
+                "task {id} is {}: stop it first (`berth task stop {id}`) or use `task rm --force`",
+                status_word(r.last_status)
+            );
+        }
+        stop(root, image_root, id)?;
+    }
+    let r = load(root, id)?;
+    let paths = TaskPaths::new(&root.dir, id);
+    // A cleanly stopped task has nothing left (its supervisor records STOPPED after its
+    // teardown) and this finds nothing; one whose supervisor died has everything left.
+    task::reclaim::reclaim(&paths, &r, image_root)?;
+    std::fs::remove_dir_all(&paths.dir)
+        .with_context(|| format!("removing {}", paths.dir.display()))?;
+    Ok(())
 }
 
 fn status_word(s: TaskStatus) -> String {
@@ -235,20 +264,30 @@ fn run_detached(
     Ok(0)
 }
 
-fn stop(root: &StateRoot, id: &str) -> Result<i32> {
+fn stop(root: &StateRoot, image_root: &Path, id: &str) -> Result<i32> {
     let r = load(root, id)?;
+    if r.orphaned {
+        return stop_orphan(root, image_root, r);
+    }
     if r.last_status == TaskStatus::Stopped {
         return Ok(0);
     }
-    nix::sys::signal::kill(
+    match nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(r.supervisor_pid),
         nix::sys::signal::Signal::SIGTERM,
-    )
-    .with_context(|| format!("signalling the supervisor of task {id}"))?;
+    ) {
+        // ESRCH: it died since the load; the loop below finds the task orphaned.
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(e) => return Err(e).with_context(|| format!("signalling the supervisor of task {id}")),
+    }
     // Stop order runs level by level, each level up to its longest stopTimeout.
     let end = Instant::now() + Duration::from_secs(30 + 130 * r.containers.len() as u64);
     loop {
         let now = load(root, id)?;
+        if now.orphaned {
+            // Killed before (or while) stopping the task: finish the job ourselves.
+            return stop_orphan(root, image_root, now);
+        }
         if now.last_status == TaskStatus::Stopped {
             return Ok(0);
         }
@@ -257,6 +296,35 @@ fn stop(root: &StateRoot, id: &str) -> Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Stops a task whose supervisor is gone: reclaims everything it left and records the end,
+/// as the supervisor would have.
+fn stop_orphan(root: &StateRoot, image_root: &Path, mut r: TaskRecord) -> Result<i32> {
+    let paths = TaskPaths::new(&root.dir, &r.id);
+    tracing::info!(
+        task = r.id,
+        "the task's supervisor is gone: cleaning up after it"
+    );
+    let stopped_by_user = r.last_status != TaskStatus::Stopped;
+    task::reclaim::reclaim(&paths, &r, image_root)?;
+    let now = berth::state::now_rfc3339();
+    r.last_status = TaskStatus::Stopped;
+    r.stopped_reason
+        .get_or_insert_with(|| record::REASON_SUPERVISOR_GONE.into());
+    if stopped_by_user {
+        r.stop_code.get_or_insert_with(|| "UserInitiated".into());
+    }
+    r.stopped_at.get_or_insert_with(|| now.clone());
+    for c in &mut r.containers {
+        if c.last_status != "STOPPED" {
+            c.last_status = "STOPPED".into();
+            c.finished_at.get_or_insert_with(|| now.clone());
+        }
+        c.pid = None;
+    }
+    r.save(&paths)?;
+    Ok(0)
 }
 
 fn logs(root: &StateRoot, id: &str, container: Option<&str>, follow: bool) -> Result<i32> {

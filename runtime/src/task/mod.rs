@@ -12,6 +12,7 @@
 //! - [`logs`]: json-file style log capture and attached-mode streaming
 //! - [`ports`]: portMappings: host loopback listeners forwarding into the task's netns
 //! - [`supervisor`]: detached tasks: a per-task subreaper process the CLI can leave behind
+//! - [`reclaim`]: `task stop`/`rm` of a task whose supervisor died: everything it left goes
 //!
 //! docs/tasks.md in the repository records the decisions and measurements.
 
@@ -20,6 +21,7 @@ pub mod health;
 pub mod logs;
 pub mod pidns;
 pub mod ports;
+pub mod reclaim;
 pub mod record;
 pub mod runner;
 pub mod sandbox;

@@ -26,7 +26,7 @@ use crate::state::StateRoot;
 /// The holder's container id in its own state root, and its cgroup below the task's. A dot
 /// cannot appear in an ECS container name, so the cgroup never collides with a container's.
 const HOLDER_ID: &str = "pidns";
-const HOLDER_CGROUP: &str = "berth.pidns";
+pub(crate) const HOLDER_CGROUP: &str = "berth.pidns";
 
 #[derive(Debug)]
 pub struct PidHolder {

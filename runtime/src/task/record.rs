@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, TaskPaths};
 
+/// stoppedReason of a task whose supervisor died before it recorded the end.
+pub const REASON_SUPERVISOR_GONE: &str = "Task supervisor exited unexpectedly";
+
 /// ECS lastStatus values a berth task goes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -30,6 +33,9 @@ pub struct TaskRecord {
     pub last_status: TaskStatus,
     /// The process running the task (the attached CLI or the detached supervisor).
     pub supervisor_pid: i32,
+    /// Its start time (/proc/<pid>/stat field 22): a reused pid is not taken for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_start_time: Option<u64>,
     pub detached: bool,
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,7 +48,15 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<String>,
     pub cgroup: String,
+    /// The image store the rootfs overlays were prepared from (their leases live there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_root: Option<PathBuf>,
     pub containers: Vec<ContainerRecord>,
+    /// Set by [`TaskRecord::load`]: the process running the task is gone without having
+    /// recorded the end, so whatever it made is still there until `task stop`/`task rm`
+    /// reclaims it ([`super::reclaim`]). Not stored.
+    #[serde(skip)]
+    pub orphaned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +82,9 @@ pub struct ContainerRecord {
     pub finished_at: Option<String>,
     #[serde(default)]
     pub restart_count: u32,
+    /// stopTimeout in seconds: what `task stop` grants a container whose supervisor is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 impl TaskRecord {
@@ -97,28 +114,51 @@ impl TaskRecord {
         Ok(record)
     }
 
-    /// A task whose process died without recording its end (killed, host crash) is reported
-    /// as stopped rather than forever running.
+    /// A task whose process died without recording its end (SIGKILL, host crash) is marked
+    /// orphaned and described from what is left in its cgroup: a container with no process is
+    /// STOPPED, and once no container process is left the task is STOPPED too ("Task
+    /// supervisor exited unexpectedly"). While some still run it stays RUNNING, which is the
+    /// truth: `task stop` ends them (see docs/tasks.md).
     fn reconcile(&mut self) {
-        if self.last_status != TaskStatus::Stopped && !process_alive(self.supervisor_pid) {
+        if self.last_status == TaskStatus::Stopped || self.supervisor_alive() {
+            return;
+        }
+        self.orphaned = true;
+        let task_cgroup = super::cgroup_path(&self.id);
+        for c in &mut self.containers {
+            let live = !super::reclaim::cgroup_pids(&task_cgroup.join(&c.name)).is_empty();
+            if !live && c.last_status != "STOPPED" {
+                c.last_status = "STOPPED".into();
+                c.pid = None;
+            }
+        }
+        if !super::reclaim::running(&self.id) {
             self.last_status = TaskStatus::Stopped;
             self.stopped_reason
-                .get_or_insert_with(|| "Task supervisor exited unexpectedly".into());
-            for c in &mut self.containers {
-                if c.last_status != "STOPPED" {
-                    c.last_status = "STOPPED".into();
-                }
-            }
+                .get_or_insert_with(|| REASON_SUPERVISOR_GONE.into());
+        }
+    }
+
+    /// Whether the process that runs the task is still the one that wrote this record.
+    pub fn supervisor_alive(&self) -> bool {
+        if self.supervisor_pid <= 0 {
+            return false;
+        }
+        // None for a zombie: a supervisor killed but not yet reaped is gone.
+        match (
+            crate::state::process_start_time(self.supervisor_pid),
+            self.supervisor_start_time,
+        ) {
+            (None, _) => false,
+            (Some(now), Some(recorded)) => now == recorded,
+            // A record written before start times were kept: the pid alone.
+            (Some(_), None) => true,
         }
     }
 
     pub fn container(&self, name: &str) -> Option<&ContainerRecord> {
         self.containers.iter().find(|c| c.name == name)
     }
-}
-
-fn process_alive(pid: i32) -> bool {
-    pid > 0 && Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Every task under the berth root, sorted by creation time.

@@ -197,6 +197,7 @@ pub fn run(path: &Path, mut opts: RunOptions) -> Result<TaskOutcome, Error> {
         definition: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
         last_status: TaskStatus::Provisioning,
         supervisor_pid: std::process::id() as i32,
+        supervisor_start_time: state::process_start_time(std::process::id() as i32),
         detached: opts.detached,
         created_at: state::now_rfc3339(),
         started_at: None,
@@ -204,6 +205,8 @@ pub fn run(path: &Path, mut opts: RunOptions) -> Result<TaskOutcome, Error> {
         stopped_reason: None,
         stop_code: None,
         cgroup: super::cgroup_path(&id).display().to_string(),
+        image_root: Some(opts.image_root.clone()),
+        orphaned: false,
         containers: plan
             .containers
             .iter()
@@ -219,6 +222,7 @@ pub fn run(path: &Path, mut opts: RunOptions) -> Result<TaskOutcome, Error> {
                 started_at: None,
                 finished_at: None,
                 restart_count: 0,
+                stop_timeout: Some(c.stop_timeout_secs),
             })
             .collect(),
     };

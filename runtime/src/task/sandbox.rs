@@ -19,7 +19,7 @@ use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
 };
 
-use super::pidns::{self, PidHolder};
+use super::pidns::PidHolder;
 use super::task_cgroup::{make_dirs as make_cgroup_dirs, remove as remove_cgroup};
 use super::{Error, TaskPaths};
 use crate::cgroups::Cgroup;
@@ -231,17 +231,20 @@ impl Drop for Sandbox {
     }
 }
 
-/// Removes leftovers of a task whose process died: namespace mounts, volumes, cgroup.
-pub fn cleanup_leftovers(paths: &TaskPaths, id: &str) {
-    pidns::cleanup_leftovers(paths);
+/// The namespace bind mounts and task volumes a task whose process died left (part of
+/// [`super::reclaim`], which also does the containers, the pid holder and the cgroups).
+pub fn remove_namespaces_and_volumes(paths: &TaskPaths) {
     if let Ok(entries) = fs::read_dir(paths.namespaces()) {
         for e in entries.flatten() {
             unmount_ns_file(&e.path());
         }
     }
     let _ = fs::remove_dir(paths.namespaces());
-    let _ = fs::remove_dir_all(paths.volumes());
-    remove_cgroup(&super::cgroup_path(id), id);
+    if let Err(e) = fs::remove_dir_all(paths.volumes()) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, "removing task volumes");
+        }
+    }
 }
 
 fn unmount_ns_file(path: &Path) {
