@@ -23,11 +23,12 @@
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-N=0 PASSED=0 FAILED=0
-ok() { N=$((N + 1)) PASSED=$((PASSED + 1)); echo "ok $N - $1"; }
+N=0 PASSED=0 FAILED=0 T0=$(date +%s)
+# Each result line ends with the seconds since the start: " [12s]".
+ok() { N=$((N + 1)) PASSED=$((PASSED + 1)); echo "ok $N - $1 [$(($(date +%s) - T0))s]"; }
 not_ok() {
 	N=$((N + 1)) FAILED=$((FAILED + 1))
-	echo "not ok $N - $1"
+	echo "not ok $N - $1 [$(($(date +%s) - T0))s]"
 	shift
 	local l
 	for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done

@@ -5,7 +5,8 @@
 # system, see v2-guest.sh):
 #   part 1  the test binary: container cgroups and berth task cgroups on v2;
 #   part 2  v2-shim.sh: a real containerd with the berth shim (OOM event from
-#           the memory.events watcher, io.containerd.cgroups.v2 metrics).
+#           the memory.events watcher, io.containerd.cgroups.v2 metrics),
+#           alongside part 1 (BERTH_V2_SERIAL=1: after it).
 #
 #   integration/vm/v2-slice.sh [--timeout SECS] [--threads N] [--part P] [-- TEST-ARGS...]
 #
