@@ -899,7 +899,7 @@ fn task_cgroup_has_the_task_budget_and_a_child_per_container() {
              "memoryReservation": 128,
              "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]},
             {"name": "side", "image": "busybox", "cpu": 256,
-             "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]}
+             "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]}
         ]
     }));
     let o = root.task(&["run", "-d", "--name", &id, &def]);
@@ -947,6 +947,15 @@ fn task_cgroup_has_the_task_budget_and_a_child_per_container() {
         weight_of_shares(256).to_string()
     );
     assert_eq!(task_cg(&id, "side", "cpu.max"), "max 100000");
+    // side's busy loop wants a whole CPU; the task's quota (half of one) holds it back.
+    let throttled = || {
+        task_cg(&id, "", "cpu.stat")
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for("the task cgroup to be throttled", 60, || throttled() > 0);
     for c in ["main", "side"] {
         let procs = task_cg(&id, c, "cgroup.procs");
         for pid in procs.lines() {
@@ -965,6 +974,9 @@ fn task_cgroup_has_the_task_budget_and_a_child_per_container() {
     assert_eq!(d["stoppedReason"], "Task stopped by user", "{d}");
     let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
     assert!(!dir.exists(), "task stop left {}", dir.display());
+    for c in ["main", "side"] {
+        assert_eq!(task_container(&d, c)["exitCode"], 0, "{d}");
+    }
 }
 
 #[test]
