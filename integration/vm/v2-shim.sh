@@ -43,8 +43,8 @@ bail() { not_ok "$@"; finish; exit 1; }
 [ -f /sys/fs/cgroup/cgroup.controllers ] || bail "cgroup v2 host" "/sys/fs/cgroup is not cgroup2: run through integration/vm/v2-slice.sh"
 [ -x "${BERTH_SHIM:-}" ] || bail "shim binary" "BERTH_SHIM=${BERTH_SHIM:-} is not an executable"
 [ -s "${BERTH_V2_IMAGE:-}" ] || bail "image archive" "BERTH_V2_IMAGE=${BERTH_V2_IMAGE:-} is missing"
-for tool in containerd ctr jq; do
-	command -v "$tool" >/dev/null || bail "$tool installed" "no $tool on PATH (v2-slice.sh installs containerd and jq on the host)"
+for tool in containerd ctr jq pgrep; do
+	command -v "$tool" >/dev/null || bail "$tool installed" "no $tool on PATH (v2-slice.sh installs containerd, jq and procps on the host)"
 done
 
 NS=berth-v2

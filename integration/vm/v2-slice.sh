@@ -20,7 +20,7 @@
 #
 # Environment: CARGO (default cargo), CARGO_BUILD_JOBS (default 2), plus
 # everything run.sh reads (BERTH_VM_CACHE, BERTH_VM_KERNEL_PKG, ...).
-# Installs containerd and jq on the host if missing (part 2 runs the host's
+# Installs containerd, jq and procps on the host if missing (part 2 runs the host's
 # containerd and ctr in the guest).
 #
 # Prints cargo test's "test result:" line and v2-shim.sh's "shim-v2: N passed,
@@ -56,7 +56,7 @@ JOBS=${CARGO_BUILD_JOBS:-2}
 cd "$REPO"
 # shellcheck source=../lib/common.sh
 . "$REPO/integration/lib/common.sh"
-[[ $PART == tests ]] || apt_install containerd jq
+[[ $PART == tests ]] || apt_install containerd jq procps
 
 # The path of the artifact whose target is named $1 and has kind $2, from
 # cargo's JSON messages on stdin (one object per line; no jq needed).
