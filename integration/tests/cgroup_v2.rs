@@ -984,26 +984,42 @@ fn task_cgroup_has_the_task_budget_and_a_child_per_container() {
 fn task_memory_limit_oom_gives_the_ecs_out_of_memory_reason() {
     let root = TaskRoot::new("v2-task-oom");
     let id = unique("v2oom");
-    // A small task (outside Fargate's sizes): the hog has no limit of its own, so the task's
-    // memory.max kills it; the kill is counted in the container's cgroup all the same. The
-    // hog ends by itself after 120 s if the limit does not hold.
+    // A small task outside Fargate's sizes, with no task cpu (so the task cgroup gets a weight
+    // from the containers' cpu, not a quota). The hog has no memory limit of its own, so the
+    // task's memory.max kills it; the kill is counted in the container's cgroup all the same.
+    // It allocates once /ctl/go exists (a host volume), and ends by itself after 120 s if the
+    // limit does not hold.
+    let ctl = root.0.dir.with_extension("ctl");
+    std::fs::create_dir_all(&ctl).expect("ctl dir");
     let def = root.def(json!({
-        "family": "v2oom", "cpu": "256", "memory": "48", "networkMode": "awsvpc",
+        "family": "v2oom", "memory": "48", "networkMode": "awsvpc",
+        "volumes": [{"name": "ctl", "host": {"sourcePath": ctl.display().to_string()}}],
         "containerDefinitions": [
-            {"name": "hog", "image": "busybox", "essential": true,
-             "command": ["timeout", "120", "tail", "/dev/zero"]}
+            {"name": "hog", "image": "busybox", "essential": true, "cpu": 100,
+             "mountPoints": [{"sourceVolume": "ctl", "containerPath": "/ctl"}],
+             "command": ["sh", "-c",
+                "i=0; while [ ! -e /ctl/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+                 exec timeout 120 tail /dev/zero"]}
         ]
     }));
-    let o = root.task(&["run", "--no-fargate", "--name", &id, &def]);
+    let o = root.task(&["run", "-d", "--no-fargate", "--name", &id, &def]);
+    assert!(o.status.success(), "task run -d: {}", text(&o.stderr));
+    wait_for("the hog's process in its cgroup", 60, || {
+        !task_cg(&id, "hog", "cgroup.procs").is_empty()
+    });
+    assert_eq!(task_cg(&id, "", "memory.max"), (48u64 << 20).to_string());
+    assert_eq!(task_cg(&id, "", "cpu.max"), "max 100000");
     assert_eq!(
-        o.status.code(),
-        Some(137),
-        "stdout {}\nstderr {}",
-        text(&o.stdout),
-        text(&o.stderr)
+        task_cg(&id, "", "cpu.weight"),
+        weight_of_shares(100).to_string()
     );
+    assert_eq!(task_cg(&id, "hog", "memory.max"), "max");
+
+    std::fs::write(ctl.join("go"), "").expect("write go");
+    wait_for("the task to stop", 180, || {
+        root.describe(&id)["lastStatus"] == "STOPPED"
+    });
     let d = root.describe(&id);
-    assert_eq!(d["lastStatus"], "STOPPED", "{d}");
     assert_eq!(
         d["stoppedReason"], "OutOfMemoryError: Container killed due to memory usage",
         "{d}"
@@ -1015,5 +1031,6 @@ fn task_memory_limit_oom_gives_the_ecs_out_of_memory_reason() {
         "{d}"
     );
     let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
-    assert!(!dir.exists(), "the task left {}", dir.display());
+    wait_for("the task cgroup to be removed", 60, || !dir.exists());
+    let _ = std::fs::remove_dir_all(&ctl);
 }
