@@ -50,7 +50,7 @@ make_busybox_image() {
 
 # containerd_up DIR — a private containerd (own config, root, state, socket) under DIR;
 # sets CTRD_SOCK and CTRD_PID. The legacy v1 runtime plugin cannot be disabled in 1.6:
-# its root is kept private too.
+# its root is kept private too. Waits CTRD_WAIT_TRIES tenths of a second (default 100) for it.
 containerd_up() {
   local d="$1"
   mkdir -p "$d"/{root,state,opt,runc-root,fifo}
@@ -79,7 +79,7 @@ TOML
   CTRD_PID=$!
   echo "$CTRD_PID" >"$d/containerd.pid"
   local i
-  for i in $(seq 100); do
+  for i in $(seq "${CTRD_WAIT_TRIES:-100}"); do
     ctr --address "$CTRD_SOCK" version >/dev/null 2>&1 && return 0
     kill -0 "$CTRD_PID" 2>/dev/null || { tail -20 "$d/containerd.log" >&2; die "containerd exited"; }
     sleep 0.1

@@ -1,5 +1,7 @@
 //! berth on a pure cgroup v2 host, with real containers: memory (OOM), cpu, pids, cpuset,
-//! io, the eBPF device filter, the freezer, the cgroup namespace view, update and delete.
+//! io, the eBPF device filter, the freezer, the cgroup namespace view, update and delete;
+//! and `berth task run`: the task cgroup (cpu.max, memory.max, pids.max) with one child
+//! cgroup per container, and the ECS OutOfMemoryError reason.
 //!
 //! Every test needs a cgroup v2 host and is `#[ignore]`d, so `cargo test --workspace` on
 //! our cgroup v1 hosts skips them; integration/vm/v2-slice.sh builds this binary and runs
@@ -7,7 +9,8 @@
 //! runs under software emulation (~15x slower than native): waits are generous.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use berth_integration::*;
@@ -769,4 +772,265 @@ fn delete_removes_the_cgroup_directory() {
     root.ok(&["delete", &id]);
     assert!(!dir.exists(), "berth delete left {}", dir.display());
     assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+}
+
+// ---- berth task run: the task cgroup on v2 ----
+
+/// A private image store holding busybox:latest, imported once per test process from
+/// $BERTH_V2_IMAGE (v2-slice.sh builds the archive on the host: umoci and skopeo are slow
+/// under emulation), else from an archive built here by bundles/make-busybox-image.sh.
+fn task_images() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let archive = std::env::var_os("BERTH_V2_IMAGE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let archive = scratch().join("v2-busybox-oci.tar");
+                let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                let o = Command::new("bash")
+                    .arg(repo.join("bundles/make-busybox-image.sh"))
+                    .arg(&archive)
+                    .output()
+                    .expect("run make-busybox-image.sh");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                archive
+            });
+        let root = scratch().join(format!("v2-images-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let o = Command::new(berth_bin())
+            .args(["image", "--image-root"])
+            .arg(&root)
+            .args(["import", "--name", "busybox:latest"])
+            .arg(&archive)
+            .output()
+            .expect("berth image import");
+        assert!(
+            o.status.success(),
+            "berth image import {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        root
+    })
+    .clone()
+}
+
+/// A state root whose tasks are stopped and removed when the test ends, also when it fails.
+struct TaskRoot(Root);
+
+impl Drop for TaskRoot {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.0.dir.join("tasks")) {
+            for e in entries.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self.task(&["stop", &id]);
+                let _ = self.task(&["rm", &id]);
+            }
+        }
+    }
+}
+
+impl TaskRoot {
+    fn new(prefix: &str) -> TaskRoot {
+        require_v2();
+        TaskRoot(Root::new(&unique(prefix)))
+    }
+
+    /// `berth --root R task --image-root I ARGS…`
+    fn task(&self, args: &[&str]) -> Output {
+        let images = task_images().display().to_string();
+        let mut all = vec!["task", "--image-root", images.as_str()];
+        all.extend_from_slice(args);
+        self.0.berth(&all)
+    }
+
+    fn describe(&self, id: &str) -> Value {
+        let o = self.task(&["describe", id]);
+        assert!(o.status.success(), "describe: {}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("describe JSON")
+    }
+
+    /// Writes the task definition `def` and returns its path.
+    fn def(&self, def: Value) -> String {
+        std::fs::create_dir_all(&self.0.dir).expect("state dir");
+        let p = self.0.dir.with_extension("json");
+        std::fs::write(&p, def.to_string()).expect("write task definition");
+        p.display().to_string()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn task_container<'a>(d: &'a Value, name: &str) -> &'a Value {
+    d["containers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {d}"))
+}
+
+/// A file of the task's cgroup (`sub` "" for the task itself, else a container's).
+fn task_cg(id: &str, sub: &str, file: &str) -> String {
+    let p = Path::new("/sys/fs/cgroup/berth-tasks")
+        .join(id)
+        .join(sub)
+        .join(file);
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+/// cpu.weight for cpu.shares by the OCI conversion libcgroups (and runc, crun) use.
+fn weight_of_shares(shares: u64) -> u64 {
+    1 + ((shares - 2) * 9999) / 262142
+}
+
+#[test]
+#[ignore = "cgroup v2 only: run by integration/vm/v2-slice.sh"]
+fn task_cgroup_has_the_task_budget_and_a_child_per_container() {
+    let root = TaskRoot::new("v2-task-cg");
+    let id = unique("v2cg");
+    let def = root.def(json!({
+        "family": "v2cg", "cpu": "512", "memory": "1024", "networkMode": "awsvpc",
+        "containerDefinitions": [
+            {"name": "main", "image": "busybox", "cpu": 128, "memory": 256,
+             "memoryReservation": 128,
+             "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"]},
+            {"name": "side", "image": "busybox", "cpu": 256,
+             "command": ["sh", "-c", "trap 'exit 0' TERM; while :; do :; done"]}
+        ]
+    }));
+    let o = root.task(&["run", "-d", "--name", &id, &def]);
+    assert!(o.status.success(), "task run -d: {}", text(&o.stderr));
+    for c in ["main", "side"] {
+        wait_for(&format!("processes in {c}'s cgroup"), 60, || {
+            !task_cg(&id, c, "cgroup.procs").is_empty()
+        });
+    }
+
+    // The task cgroup: cpu 512 units = half a CPU (512/1024 * 100000 per 100000 µs),
+    // the task memory in bytes, a pids limit; the controllers enabled for its children.
+    assert_eq!(task_cg(&id, "", "cpu.max"), "50000 100000");
+    assert_eq!(task_cg(&id, "", "memory.max"), (1024u64 << 20).to_string());
+    assert_eq!(task_cg(&id, "", "pids.max"), "4096");
+    let subtree = task_cg(&id, "", "cgroup.subtree_control");
+    for c in ["cpu", "memory", "pids"] {
+        assert!(
+            subtree.split_whitespace().any(|s| s == c),
+            "{c} not enabled for the containers: {subtree}"
+        );
+    }
+    assert_eq!(
+        task_cg(&id, "", "cgroup.procs"),
+        "",
+        "the task cgroup itself holds no process (v2: no internal processes)"
+    );
+
+    // Each container: a child cgroup with its own weight and memory limit.
+    assert_eq!(
+        task_cg(&id, "main", "memory.max"),
+        (256u64 << 20).to_string()
+    );
+    assert_eq!(
+        task_cg(&id, "main", "memory.low"),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(
+        task_cg(&id, "main", "cpu.weight"),
+        weight_of_shares(128).to_string()
+    );
+    assert_eq!(task_cg(&id, "side", "memory.max"), "max");
+    assert_eq!(
+        task_cg(&id, "side", "cpu.weight"),
+        weight_of_shares(256).to_string()
+    );
+    assert_eq!(task_cg(&id, "side", "cpu.max"), "max 100000");
+    // side's busy loop wants a whole CPU; the task's quota (half of one) holds it back.
+    let throttled = || {
+        task_cg(&id, "", "cpu.stat")
+            .lines()
+            .find_map(|l| l.strip_prefix("nr_throttled "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_for("the task cgroup to be throttled", 60, || throttled() > 0);
+    for c in ["main", "side"] {
+        let procs = task_cg(&id, c, "cgroup.procs");
+        for pid in procs.lines() {
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            assert_eq!(
+                cg.trim(),
+                format!("0::/berth-tasks/{id}/{c}"),
+                "pid {pid} of {c}"
+            );
+        }
+    }
+
+    let o = root.task(&["stop", &id]);
+    assert!(o.status.success(), "task stop: {}", text(&o.stderr));
+    let d = root.describe(&id);
+    assert_eq!(d["stoppedReason"], "Task stopped by user", "{d}");
+    let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
+    assert!(!dir.exists(), "task stop left {}", dir.display());
+    for c in ["main", "side"] {
+        assert_eq!(task_container(&d, c)["exitCode"], 0, "{d}");
+    }
+}
+
+#[test]
+#[ignore = "cgroup v2 only: run by integration/vm/v2-slice.sh"]
+fn task_memory_limit_oom_gives_the_ecs_out_of_memory_reason() {
+    let root = TaskRoot::new("v2-task-oom");
+    let id = unique("v2oom");
+    // A small task outside Fargate's sizes, with no task cpu (so the task cgroup gets a weight
+    // from the containers' cpu, not a quota). The hog has no memory limit of its own, so the
+    // task's memory.max kills it; the kill is counted in the container's cgroup all the same.
+    // It allocates once /ctl/go exists (a host volume), and ends by itself after 120 s if the
+    // limit does not hold.
+    let ctl = root.0.dir.with_extension("ctl");
+    std::fs::create_dir_all(&ctl).expect("ctl dir");
+    let def = root.def(json!({
+        "family": "v2oom", "memory": "48", "networkMode": "awsvpc",
+        "volumes": [{"name": "ctl", "host": {"sourcePath": ctl.display().to_string()}}],
+        "containerDefinitions": [
+            {"name": "hog", "image": "busybox", "essential": true, "cpu": 100,
+             "mountPoints": [{"sourceVolume": "ctl", "containerPath": "/ctl"}],
+             "command": ["sh", "-c",
+                "i=0; while [ ! -e /ctl/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+                 exec timeout 120 tail /dev/zero"]}
+        ]
+    }));
+    let o = root.task(&["run", "-d", "--no-fargate", "--name", &id, &def]);
+    assert!(o.status.success(), "task run -d: {}", text(&o.stderr));
+    wait_for("the hog's process in its cgroup", 60, || {
+        !task_cg(&id, "hog", "cgroup.procs").is_empty()
+    });
+    assert_eq!(task_cg(&id, "", "memory.max"), (48u64 << 20).to_string());
+    assert_eq!(task_cg(&id, "", "cpu.max"), "max 100000");
+    assert_eq!(
+        task_cg(&id, "", "cpu.weight"),
+        weight_of_shares(100).to_string()
+    );
+    assert_eq!(task_cg(&id, "hog", "memory.max"), "max");
+
+    std::fs::write(ctl.join("go"), "").expect("write go");
+    wait_for("the task to stop", 180, || {
+        root.describe(&id)["lastStatus"] == "STOPPED"
+    });
+    let d = root.describe(&id);
+    assert_eq!(
+        d["stoppedReason"], "OutOfMemoryError: Container killed due to memory usage",
+        "{d}"
+    );
+    let hog = task_container(&d, "hog");
+    assert_eq!(hog["exitCode"], 137, "{d}");
+    assert_eq!(
+        hog["reason"], "OutOfMemoryError: Container killed due to memory usage",
+        "{d}"
+    );
+    let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
+    wait_for("the task cgroup to be removed", 60, || !dir.exists());
+    let _ = std::fs::remove_dir_all(&ctl);
 }

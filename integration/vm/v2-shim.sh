@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# integration/vm/v2-shim.sh — containerd-shim-berth-v2 on a pure cgroup v2 host, through a
+# real containerd: the OOM event from the memory.events watcher and io.containerd.cgroups.v2
+# metrics. Runs INSIDE the guest of run.sh (v2-slice.sh starts it through v2-guest.sh); it
+# refuses to run anywhere but on a cgroup v2 host.
+#
+# A private containerd (the host's binary; config, root, state and sockets under a fresh
+# directory in the guest's /tmp tmpfs) with containerd-shim-berth-v2 on its PATH, the busybox
+# image imported from an OCI archive built on the host, then ctr:
+#   - a memory hog as init under --memory-limit: exit 137, /tasks/oom before /tasks/exit;
+#   - a running task whose exec'd hog is OOM-killed: exec exits 137, the task keeps running,
+#     and /tasks/oom arrives while it runs (only the shim's inotify watcher on memory.events
+#     reports that: the counter is re-read only when init exits);
+#   - `ctr task metrics` of the running task decodes as io.containerd.cgroups.v2.Metrics
+#     (ctr prints the v2 table only for that type) with memory usage and pids > 0, the limit
+#     and memory.events' oom_kill as in the cgroup's own files.
+#
+# Env (required): BERTH_SHIM     path of containerd-shim-berth-v2
+#                 BERTH_V2_IMAGE OCI archive of localhost/berth/busybox:latest
+# Output: TAP-ish ("ok N - ...", "not ok N - ..." with "#" detail lines, "1..N"), then
+# "shim-v2: N passed, N failed" last. Exit status 0 only if every check passed. Every ctr
+# call has a hard timeout; everything it started is stopped on exit.
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+
+N=0 PASSED=0 FAILED=0 T0=$(date +%s)
+# Each result line ends with the seconds since the start: " [12s]".
+ok() { N=$((N + 1)) PASSED=$((PASSED + 1)); echo "ok $N - $1 [$(($(date +%s) - T0))s]"; }
+not_ok() {
+	N=$((N + 1)) FAILED=$((FAILED + 1))
+	echo "not ok $N - $1 [$(($(date +%s) - T0))s]"
+	shift
+	local l
+	for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done
+}
+finish() {
+	echo "1..$N"
+	echo "shim-v2: $PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ] && [ "$N" -gt 0 ]
+}
+bail() { not_ok "$@"; finish; exit 1; }
+
+[ -f /sys/fs/cgroup/cgroup.controllers ] || bail "cgroup v2 host" "/sys/fs/cgroup is not cgroup2: run through integration/vm/v2-slice.sh"
+[ -x "${BERTH_SHIM:-}" ] || bail "shim binary" "BERTH_SHIM=${BERTH_SHIM:-} is not an executable"
+[ -s "${BERTH_V2_IMAGE:-}" ] || bail "image archive" "BERTH_V2_IMAGE=${BERTH_V2_IMAGE:-} is missing"
+for tool in containerd ctr jq pgrep; do
+	command -v "$tool" >/dev/null || bail "$tool installed" "no $tool on PATH (v2-slice.sh installs containerd, jq and procps on the host)"
+done
+
+NS=berth-v2
+RT=io.containerd.berth.v2
+IMG=localhost/berth/busybox:latest
+# Short: the shim's socket is $D/s/<sha256>, and unix socket paths end at 108 bytes.
+D=$(mktemp -d /tmp/berth-v2c.XXXXXX)
+EVENTS_PID=
+cleanup() {
+	set +e
+	if [ -n "${CTRD_SOCK:-}" ] && [ -S "$CTRD_SOCK" ]; then
+		for t in $(c task ls -q 2>/dev/null); do c task kill -s SIGKILL "$t" >/dev/null 2>&1; done
+		for t in $(c task ls -q 2>/dev/null); do
+			for _ in $(seq 50); do c task delete "$t" >/dev/null 2>&1 && break; sleep 0.2; done
+		done
+		for ct in $(c container ls -q 2>/dev/null); do c container delete "$ct" >/dev/null 2>&1; done
+	fi
+	[ -n "$EVENTS_PID" ] && kill "$EVENTS_PID" 2>/dev/null
+	containerd_down "$D"
+	rm -rf "$D"
+}
+trap cleanup EXIT
+
+# c ARGS: ctr against the private containerd, never longer than 90 s.
+c() { timeout -k 5 90 ctr --address "$CTRD_SOCK" --namespace "$NS" "$@"; }
+task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1==id {print $3}'; }
+wait_status() { # ID STATUS: up to 60 s
+	for _ in $(seq 300); do [ "$(task_status "$1")" = "$2" ] && return 0; sleep 0.2; done
+	return 1
+}
+# line number of the first event TOPIC of container ID in the events log, waiting up to 60 s
+event_line() {
+	local n
+	for _ in $(seq 300); do
+		n=$(grep -n " $1 " "$D/events.log" 2>/dev/null | grep -F "\"container_id\":\"$2\"" | head -n 1 | cut -d: -f1)
+		[ -n "$n" ] && { echo "$n"; return 0; }
+		sleep 0.2
+	done
+	return 1
+}
+events_of() { grep -F "\"container_id\":\"$1\"" "$D/events.log" 2>/dev/null | cut -d' ' -f5-; }
+
+# containerd finds io.containerd.berth.v2 as containerd-shim-berth-v2 on its PATH.
+mkdir -p "$D/bin"
+ln -s "$BERTH_SHIM" "$D/bin/containerd-shim-berth-v2"
+t0=$(date +%s)
+# containerd_up calls die when containerd exits or does not answer (60 s here, under TCG).
+die() { bail "private containerd answers" "$*" "$(tail -n 20 "$D/containerd.log" 2>/dev/null)"; }
+PATH="$D/bin:$PATH" CTRD_WAIT_TRIES=600 containerd_up "$D"
+ok "private containerd $(containerd --version | awk '{print $3}') answers ($(($(date +%s) - t0)) s)"
+if out=$(c images import --base-name "${IMG%:*}" "$BERTH_V2_IMAGE" 2>&1); then
+	ok "busybox image imported"
+else
+	bail "busybox image imported" "$out"
+fi
+timeout -k 5 600 ctr --address "$CTRD_SOCK" --namespace "$NS" events >"$D/events.log" 2>&1 &
+EVENTS_PID=$!
+RUN=(--runtime "$RT" --fifo-dir "$D/fifo")
+
+# --- init OOM-killed: exit 137, TaskOOM before TaskExit --------------------------------------
+code=0
+out=$(c run --rm "${RUN[@]}" --memory-limit 33554432 "$IMG" v2-oom tail /dev/zero </dev/null 2>&1) || code=$?
+if [ "$code" = 137 ]; then
+	ok "memory hog under --memory-limit 32 MiB exits 137"
+else
+	not_ok "memory hog under --memory-limit 32 MiB exits 137" "exit $code (124: not killed in 90 s)" "$out"
+fi
+oom=$(event_line /tasks/oom v2-oom)
+exit_line=$(event_line /tasks/exit v2-oom)
+if [ -n "$oom" ] && [ -n "$exit_line" ] && [ "$oom" -lt "$exit_line" ]; then
+	ok "/tasks/oom for the OOM-killed init, before its /tasks/exit"
+else
+	not_ok "/tasks/oom for the OOM-killed init, before its /tasks/exit" "oom at line ${oom:-none}, exit at line ${exit_line:-none}" "$(events_of v2-oom)"
+fi
+
+# --- a running task: v2 cgroup, exec OOM seen by the watcher, v2 metrics ---------------------
+LIMIT=50331648 # 48 MiB
+CG=/sys/fs/cgroup/$NS/v2-run
+if out=$(c run -d "${RUN[@]}" --memory-limit "$LIMIT" "$IMG" v2-run sh -c 'sleep 600 & wait' </dev/null 2>&1) &&
+	wait_status v2-run RUNNING; then
+	ok "detached task running"
+else
+	bail "detached task running" "status $(task_status v2-run)" "$out"
+fi
+if [ "$(cat "$CG/memory.max" 2>&1)" = "$LIMIT" ] && grep -q '^oom_kill 0$' "$CG/memory.events" 2>/dev/null; then
+	ok "its cgroup $CG: memory.max $LIMIT, oom_kill 0"
+else
+	not_ok "its cgroup $CG: memory.max $LIMIT, oom_kill 0" "memory.max: $(cat "$CG/memory.max" 2>&1)" "$(cat "$CG/memory.events" 2>&1)"
+fi
+
+code=0
+out=$(c task exec --exec-id hog v2-run tail /dev/zero </dev/null 2>&1) || code=$?
+if [ "$code" = 137 ] && [ "$(task_status v2-run)" = RUNNING ]; then
+	ok "exec'd memory hog exits 137, the task keeps running"
+else
+	not_ok "exec'd memory hog exits 137, the task keeps running" "exec exit $code, task $(task_status v2-run)" "$out"
+fi
+if oom=$(event_line /tasks/oom v2-run) && [ "$(task_status v2-run)" = RUNNING ]; then
+	ok "/tasks/oom for the running task (memory.events watcher)"
+else
+	not_ok "/tasks/oom for the running task (memory.events watcher)" "task $(task_status v2-run); events:" "$(events_of v2-run)"
+fi
+
+table=$(c task metrics v2-run 2>&1)
+metric() { echo "$table" | awk -v k="$1" '$1==k {print $2}'; }
+usage=$(metric memory.usage) limit=$(metric memory.usage_limit) pids=$(metric pids.current)
+if [ -n "$(metric cpu.usage_usec)" ] && [ -z "$(metric memory.usage_in_bytes)" ] &&
+	[ "${usage:-0}" -gt 0 ] 2>/dev/null && [ "${pids:-0}" -gt 0 ] 2>/dev/null && [ "$limit" = "$LIMIT" ]; then
+	ok "ctr task metrics: io.containerd.cgroups.v2.Metrics, memory.usage $usage, pids.current $pids, limit $limit"
+else
+	not_ok "ctr task metrics: io.containerd.cgroups.v2.Metrics with memory and pids > 0" "$table"
+fi
+json=$(c task metrics --format json v2-run 2>&1)
+want_kills=$(awk '$1=="oom_kill" {print $2}' "$CG/memory.events" 2>/dev/null)
+got_kills=$(echo "$json" | jq -r '.memory_events.oom_kill // 0' 2>/dev/null)
+got_pids=$(echo "$json" | jq -r '.pids.current // 0' 2>/dev/null)
+if [ "${want_kills:-0}" -ge 1 ] && [ "$got_kills" = "$want_kills" ] && [ "$got_pids" = "$(cat "$CG/pids.current" 2>/dev/null)" ]; then
+	ok "metrics carry memory.events (oom_kill $got_kills) and pids.current $got_pids as in the cgroup"
+else
+	not_ok "metrics carry memory.events and pids.current as in the cgroup" \
+		"cgroup: oom_kill ${want_kills:-?} pids.current $(cat "$CG/pids.current" 2>&1); metrics: oom_kill $got_kills pids $got_pids" \
+		"$(echo "$json" | head -n 60)"
+fi
+
+c task kill -s SIGKILL v2-run >/dev/null 2>&1
+if wait_status v2-run STOPPED && c task delete v2-run >/dev/null 2>&1 && c container delete v2-run >/dev/null 2>&1 &&
+	[ ! -e "$CG" ]; then
+	ok "killed and deleted: cgroup removed"
+else
+	not_ok "killed and deleted: cgroup removed" "task $(task_status v2-run); $(ls -d "$CG" 2>&1)"
+fi
+shims=$(pgrep -f "containerd-shim-berth-v2 .*-address $CTRD_SOCK" || true)
+for _ in $(seq 50); do [ -z "$shims" ] && break; sleep 0.2; shims=$(pgrep -f "containerd-shim-berth-v2 .*-address $CTRD_SOCK" || true); done
+if [ -z "$shims" ]; then ok "no shim left after the last task"; else not_ok "no shim left after the last task" "shims: $shims"; fi
+
+finish
