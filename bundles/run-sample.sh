@@ -11,8 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/../integration/lib/common.sh"
 cd "$BERTH_REPO"
 apt_install busybox-static libseccomp-dev pkg-config gcc umoci skopeo
-cargo build --release -j2 -p berth >&2
-BERTH="$BERTH_REPO/target/release/berth"
+BERTH="$(build_release_berth)"
 if [ "${1:-}" = "--oci" ]; then
   BUNDLE="$BERTH_REPO/target/bundles/hello"
   mkdir -p "$BUNDLE"

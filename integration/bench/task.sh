@@ -9,8 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 cd "$BERTH_REPO"
 N="${1:-10}"
-cargo build --release -j2 -p berth >&2
-BERTH="$BERTH_REPO/target/release/berth"
+BERTH="$(build_release_berth)"
 W="$(mktemp -d /tmp/berth-bench-task.XXXXXX)"
 trap 'set +e; for t in $("$BERTH" --root "$W/run" task ls -q 2>/dev/null); do "$BERTH" --root "$W/run" task stop "$t" >/dev/null; done;
       for i in 1 2 3; do crun --root "$W/crun" delete -f "bb$$-$i" >/dev/null 2>&1; done;

@@ -25,6 +25,21 @@ apt_install() {
     --no-install-recommends "${missing[@]}" >&2
 }
 
+# build_release_berth — builds the berth binary as shipped and prints its path: release, and
+# statically linked (glibc static-pie, libseccomp.a). Every berth command is a fresh exec;
+# dynamically linked, a third of its user time went to ld.so (mapping four libraries,
+# 11 700 relocations, symbol binding), ~2.5 ms per container lifecycle. Static needs
+# --target (proc macros cannot be static), so the binary lands in target/<triple>/release.
+build_release_berth() {
+  local triple libdir
+  triple="$(rustc -vV | sed -n 's/^host: //p')"
+  libdir="$(pkg-config --variable=libdir libseccomp)"
+  LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build --release -j"${CARGO_BUILD_JOBS:-2}" -p berth --target "$triple" >&2
+  echo "$BERTH_REPO/target/$triple/release/berth"
+}
+
 # make_rootfs DIR — busybox-static with one symlink per applet and a minimal /etc.
 make_rootfs() {
   local root="$1" bb=/bin/busybox a

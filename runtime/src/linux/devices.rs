@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, Mode, SFlag};
 use oci_spec::runtime::{LinuxDeviceType, Spec};
-use pathrs::flags::OpenFlags;
 use pathrs::Root;
 
 use super::rootfs::{create_file_target, fd_path};
@@ -131,8 +130,7 @@ pub fn create_all(rootfs: &Path, devices: &[Device], bind: bool) -> Result<(), S
 
 fn create_one(root: &Root, d: &Device, bind: bool) -> Result<(), SetupError> {
     if let Some(parent) = d.path.parent() {
-        root.mkdir_all(parent, &std::fs::Permissions::from_mode(0o755))
-            .ctx(|| "creating parent directory".into())?;
+        super::rootfs::dir_in_root(root, parent).ctx(|| "creating parent directory".into())?;
     }
     if bind {
         let host = std::fs::File::options()
@@ -180,12 +178,11 @@ fn create_one(root: &Root, d: &Device, bind: bool) -> Result<(), SetupError> {
         }
         Err(e) => return Err(e).ctx(|| "mknod".into()),
     }
-    let h = root
+    // An O_PATH handle on the node itself (not followed): chmod/chown through its
+    // /proc/self/fd link act on exactly this inode.
+    let f = root
         .resolve_nofollow(&d.path)
         .ctx(|| "resolving node".into())?;
-    let f = h
-        .reopen(OpenFlags::O_PATH | OpenFlags::O_NOFOLLOW)
-        .ctx(|| "opening node".into())?;
     // umask may have trimmed the mode; set exactly what the spec asked for.
     nix::sys::stat::fchmodat(
         None,

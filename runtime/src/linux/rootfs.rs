@@ -40,13 +40,31 @@ fn perm(mode: u32) -> std::fs::Permissions {
 }
 
 /// `dest` as a directory of the rootfs, made (with its parents, mode 0755) if missing.
-/// Mount points nearly always exist already: one RESOLVE_IN_ROOT lookup then suffices,
+/// Mount points nearly always exist already, or only their last component is missing (a
+/// fresh /dev tmpfs has no pts, shm, mqueue): one RESOLVE_IN_ROOT lookup of it or of its
+/// parent, plus mkdirat/openat of that one component relative to the parent's fd, does
 /// where pathrs' mkdir_all re-verifies each step through procfs (≈40 syscalls a call).
-/// Anything else (missing, or not a directory) takes mkdir_all and its errors.
-fn dir_in_root(root: &Root, dest: &Path) -> Result<Handle, pathrs::error::Error> {
-    if let Ok(h) = root.resolve(dest) {
-        if super::handle_metadata(&h).is_ok_and(|m| m.is_dir()) {
-            return Ok(h);
+/// Anything else (deeper paths missing, or not a directory) takes mkdir_all and its errors.
+pub(crate) fn dir_in_root(root: &Root, dest: &Path) -> Result<Handle, pathrs::error::Error> {
+    let is_dir = |h: &Handle| super::handle_metadata(h).is_ok_and(|m| m.is_dir());
+    match root.resolve(dest) {
+        Ok(h) if is_dir(&h) => return Ok(h),
+        Ok(_) => {}
+        Err(_) => {
+            if let (Some(parent), Some(std::path::Component::Normal(name))) =
+                (dest.parent(), dest.components().next_back())
+            {
+                if let Ok(p) = root.resolve(parent) {
+                    if is_dir(&p) {
+                        if let Ok(fd) = subdir(p.as_fd(), name) {
+                            let h = Handle::from_fd(fd);
+                            if is_dir(&h) {
+                                return Ok(h);
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     root.mkdir_all(dest, &perm(0o755))
@@ -456,7 +474,10 @@ fn mount_cgroup(
 
 /// The directory `name` (one component) under `parent`, made if missing; never follows a
 /// symlink.
-fn subdir(parent: BorrowedFd<'_>, name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+fn subdir(
+    parent: BorrowedFd<'_>,
+    name: impl rustix::path::Arg + Copy,
+) -> std::io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{mkdirat, openat, Mode, OFlags};
     match mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => {}
