@@ -76,19 +76,25 @@ trap cleanup EXIT
 # c ARGS: ctr against the private containerd, never longer than 90 s.
 c() { timeout -k 5 90 ctr --address "$CTRD_SOCK" --namespace "$NS" "$@"; }
 task_status() { c task ls 2>/dev/null | awk -v id="$1" '$1==id {print $3}'; }
+# Waits are deadlines ($SECONDS), not counts: under TCG each try spawns processes that take
+# long enough for 300 tries of "0.2 s" to last 5 minutes, and a failing check would eat the
+# part's whole timeout (and its summary line with it).
 wait_status() { # ID STATUS: up to 60 s
-	for _ in $(seq 300); do [ "$(task_status "$1")" = "$2" ] && return 0; sleep 0.2; done
-	return 1
+	local end=$((SECONDS + 60))
+	until [ "$(task_status "$1")" = "$2" ]; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.2
+	done
 }
 # line number of the first event TOPIC of container ID in the events log, waiting up to 60 s
 event_line() {
-	local n
-	for _ in $(seq 300); do
+	local n end=$((SECONDS + 60))
+	while :; do
 		n=$(grep -n " $1 " "$D/events.log" 2>/dev/null | grep -F "\"container_id\":\"$2\"" | head -n 1 | cut -d: -f1)
 		[ -n "$n" ] && { echo "$n"; return 0; }
+		[ "$SECONDS" -lt "$end" ] || return 1
 		sleep 0.2
 	done
-	return 1
 }
 events_of() { grep -F "\"container_id\":\"$1\"" "$D/events.log" 2>/dev/null | cut -d' ' -f5-; }
 
@@ -214,9 +220,10 @@ if [ -z "$bad" ] && [ -z "$(cat "$TCG/cgroup.procs" 2>&1)" ]; then
 else
 	not_ok "both inits' /proc/<pid>/cgroup are below the task cgroup" "$bad" "task cgroup's own procs: $(cat "$TCG/cgroup.procs" 2>&1)"
 fi
-# v2-ta has no memory limit of its own: the task's 64 MiB kills the hog.
+# v2-ta has no memory limit of its own: the task's 64 MiB kills the hog (bounded in time, so a
+# missing limit fails the check with 143 rather than eating the guest's memory for 90 s).
 code=0
-out=$(c task exec --exec-id hog v2-ta tail /dev/zero </dev/null 2>&1) || code=$?
+out=$(c task exec --exec-id hog v2-ta timeout 30 tail /dev/zero </dev/null 2>&1) || code=$?
 task_kills=$(awk '$1=="oom_kill" {print $2}' "$TCG/memory.events" 2>/dev/null)
 if [ "$code" = 137 ] && [ "$(cat "$TCG/v2-ta/memory.max" 2>&1)" = max ] && [ "${task_kills:-0}" -ge 1 ] &&
 	[ "$(task_status v2-ta)" = RUNNING ] && [ "$(task_status v2-tb)" = RUNNING ]; then
@@ -282,7 +289,8 @@ else
 fi
 
 shims=$(pgrep -f "containerd-shim-berth-v2 .*-address $CTRD_SOCK" || true)
-for _ in $(seq 50); do [ -z "$shims" ] && break; sleep 0.2; shims=$(pgrep -f "containerd-shim-berth-v2 .*-address $CTRD_SOCK" || true); done
+end=$((SECONDS + 10))
+while [ -n "$shims" ] && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; shims=$(pgrep -f "containerd-shim-berth-v2 .*-address $CTRD_SOCK" || true); done
 if [ -z "$shims" ]; then ok "no shim left after the last task"; else not_ok "no shim left after the last task" "shims: $shims"; fi
 
 finish
