@@ -1,7 +1,8 @@
 //! berth on a pure cgroup v2 host, with real containers: memory (OOM), cpu, pids, cpuset,
 //! io, the eBPF device filter, the freezer, the cgroup namespace view, update and delete;
 //! and `berth task run`: the task cgroup (cpu.max, memory.max, pids.max) with one child
-//! cgroup per container, and the ECS OutOfMemoryError reason.
+//! cgroup per container, the ECS OutOfMemoryError reason, and the cleanup of a task whose
+//! supervisor was SIGKILLed.
 //!
 //! Every test needs a cgroup v2 host and is `#[ignore]`d, so `cargo test --workspace` on
 //! our cgroup v1 hosts skips them; integration/vm/v2-slice.sh builds this binary and runs
@@ -1033,4 +1034,109 @@ fn task_memory_limit_oom_gives_the_ecs_out_of_memory_reason() {
     let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
     wait_for("the task cgroup to be removed", 60, || !dir.exists());
     let _ = std::fs::remove_dir_all(&ctl);
+}
+
+/// Live processes whose v2 cgroup (`0::/…`) is the task cgroup or below it.
+fn task_cgroup_processes(id: &str) -> Vec<String> {
+    let cgroup = format!("/berth-tasks/{id}");
+    let below = format!("{cgroup}/");
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| {
+                c.lines()
+                    .filter_map(|l| l.strip_prefix("0::"))
+                    .any(|p| p == cgroup || p.starts_with(&below))
+            })
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+#[ignore = "cgroup v2 only: run by integration/vm/v2-slice.sh"]
+fn killed_supervisor_task_stop_then_rm_leaves_no_cgroup_process_or_mount() {
+    let root = TaskRoot::new("v2-task-orphan");
+    let id = unique("v2orphan");
+    // Two containers in a shared pid namespace (pidMode task: a pid holder in its own child
+    // cgroup) with a shared volume, so the reclaim has every kind of leftover to remove.
+    let def = root.def(json!({
+        "family": "v2orphan", "cpu": "256", "memory": "512", "networkMode": "awsvpc",
+        "pidMode": "task", "volumes": [{"name": "shared"}],
+        "containerDefinitions": [
+            {"name": "a", "image": "busybox", "essential": false, "stopTimeout": 2,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c", "echo up > /v/a; sleep 600"]},
+            {"name": "b", "image": "busybox", "stopTimeout": 2,
+             "mountPoints": [{"sourceVolume": "shared", "containerPath": "/v"}],
+             "command": ["sh", "-c", "sleep 601 & wait"]}
+        ]
+    }));
+    let o = root.task(&["run", "-d", "--name", &id, &def]);
+    assert!(o.status.success(), "task run -d: {}", text(&o.stderr));
+    for c in ["a", "b"] {
+        wait_for(&format!("processes in {c}'s cgroup"), 60, || {
+            !task_cg(&id, c, "cgroup.procs").is_empty()
+        });
+    }
+    let task_dir = root.0.dir.join("tasks").join(&id);
+    wait_for("a's file in the shared volume", 60, || {
+        task_dir.join("volumes/shared/a").exists()
+    });
+    // A frozen container too: SIGTERM cannot reach it, the reclaim must thaw it.
+    let freeze = Path::new("/sys/fs/cgroup/berth-tasks")
+        .join(&id)
+        .join("a/cgroup.freeze");
+    std::fs::write(&freeze, "1").expect("freeze a");
+    wait_for("a to be frozen", 60, || {
+        task_cg(&id, "a", "cgroup.events").contains("frozen 1")
+    });
+
+    let d = root.describe(&id);
+    let pid = d["supervisorPid"]
+        .as_i64()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or_else(|| panic!("no supervisorPid in {d}"));
+    assert!(pid > 1, "supervisorPid {pid}");
+    // SAFETY: kill(2) with integer arguments touches no memory of ours.
+    let r = unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(r, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+    wait_for("the supervisor to die", 60, || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim().starts_with('Z'))
+        })
+    });
+    let d = root.describe(&id);
+    assert_eq!(d["lastStatus"], "RUNNING", "the containers outlive it: {d}");
+    assert!(!task_cgroup_processes(&id).is_empty());
+    let o = root.task(&["rm", &id]);
+    assert!(!o.status.success(), "rm of a running orphan succeeded");
+
+    let o = root.task(&["stop", &id]);
+    assert!(o.status.success(), "task stop: {}", text(&o.stderr));
+    let d = root.describe(&id);
+    assert_eq!(d["lastStatus"], "STOPPED", "{d}");
+    assert_eq!(
+        d["stoppedReason"], "Task supervisor exited unexpectedly",
+        "{d}"
+    );
+    let assert_gone = |when: &str| {
+        let dir = Path::new("/sys/fs/cgroup/berth-tasks").join(&id);
+        assert!(!dir.exists(), "{when} left {}", dir.display());
+        let procs = task_cgroup_processes(&id);
+        assert!(procs.is_empty(), "{when} left processes {procs:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let under = task_dir.display().to_string();
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&under)).collect();
+        assert!(left.is_empty(), "{when} left mounts {left:#?}");
+    };
+    assert_gone("task stop");
+
+    let o = root.task(&["rm", &id]);
+    assert!(o.status.success(), "task rm: {}", text(&o.stderr));
+    assert!(!task_dir.exists(), "task rm left {}", task_dir.display());
+    assert_gone("task rm");
 }
