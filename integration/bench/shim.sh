@@ -8,7 +8,8 @@
 #   4. one berth task of 10 containers (same berth.task.id) in one shim: its memory.
 # A private containerd (own root/state/sockets) is started and stopped here.
 # Usage: integration/bench/shim.sh [N]     (root; N samples per variant, default 30)
-# Env:   BERTH_SHIM=path   the shim binary (default: cargo build --release, target/release)
+# Env:   BERTH_SHIM=path   the shim binary (default: shim/build-release.sh, the static-pie
+#                          release build)
 set -euo pipefail
 . "$(dirname "$0")/../lib/common.sh"
 cd "$BERTH_REPO"
@@ -16,8 +17,7 @@ N="${1:-30}"
 apt_install containerd runc crun umoci skopeo busybox-static procps
 
 if [ -z "${BERTH_SHIM:-}" ]; then
-  cargo build --release -p containerd-shim-berth-v2 >&2
-  BERTH_SHIM="$BERTH_REPO/target/release/containerd-shim-berth-v2"
+  BERTH_SHIM="$(bash "$BERTH_REPO/shim/build-release.sh" | tail -1)"
 fi
 NS=berth-bench
 IMG=localhost/berth/busybox:latest

@@ -434,7 +434,7 @@ impl Service {
             let t = Instant::now();
             berth::container::delete(&root, &id, true)?;
             if mounted {
-                rootfs::unmount(&bundle)?;
+                rootfs::unmount_in_background(&bundle)?;
             }
             tracing::debug!(%id, took = ?t.elapsed(), "delete");
             Ok(())
