@@ -68,23 +68,12 @@ pub fn hierarchies() -> &'static [Hierarchy] {
 /// of the hierarchy's root wins, as a bind mount of a sub-cgroup would put paths elsewhere).
 pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut out: Vec<Hierarchy> = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split(' ');
-        if r.next() != Some("cgroup") {
+    for m in crate::linux::procfs::parse_mountinfo(text) {
+        if m.fs_type != "cgroup" || m.root != "/" {
             continue;
         }
-        let super_opts = r.nth(1).unwrap_or_default();
-        let l: Vec<&str> = left.split(' ').collect();
-        let (Some(root), Some(mount_point)) = (l.get(3), l.get(4)) else {
-            continue;
-        };
-        if *root != "/" {
-            continue;
-        }
-        let controllers: Vec<String> = super_opts
+        let controllers: Vec<String> = m
+            .super_options
             .split(',')
             .filter(|o| JOINED.contains(o))
             .map(str::to_string)
@@ -94,28 +83,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         }
         out.push(Hierarchy {
             controllers,
-            mount_point: PathBuf::from(unescape(mount_point)),
+            mount_point: m.mount_point,
         });
     }
     out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `path` below a mount point, keeping only plain components: a cgroup path can never
@@ -156,15 +127,23 @@ impl V1Cgroup {
             .map(|(_, d)| d.as_path())
     }
 
-    /// Moves `pid` into the cgroup in every hierarchy, creating the directories.
-    pub fn add_task(&self, pid: Pid) -> io::Result<()> {
-        let pid = pid.as_raw().to_string();
+    /// Creates the cgroup's directory in every hierarchy.
+    pub fn make_dirs(&self) -> io::Result<()> {
         for (h, dir) in &self.dirs {
             fs::create_dir_all(dir).map_err(|e| at(dir, e))?;
             if h.has("cpuset") {
                 // A new v1 cpuset has no cpus and no mems, and a task cannot join it.
                 inherit_cpuset(&h.mount_point, &self.rel)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the cgroup in every hierarchy, creating the directories.
+    pub fn add_task(&self, pid: Pid) -> io::Result<()> {
+        self.make_dirs()?;
+        let pid = pid.as_raw().to_string();
+        for (_, dir) in &self.dirs {
             write(&dir.join("cgroup.procs"), &pid)?;
         }
         Ok(())

@@ -178,6 +178,14 @@ mod tests {
     }
 
     #[test]
+    fn mountinfo_octal_escapes_are_decoded() {
+        assert_eq!(unescape(r"/a\040b/c"), "/a b/c");
+        assert_eq!(unescape(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape(r"/end\04"), r"/end\04");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+
+    #[test]
     fn hierarchy_keys() {
         assert_eq!(hierarchy_key("rw,cpu,cpuacct"), "cpu,cpuacct");
         assert_eq!(hierarchy_key("rw,name=systemd"), "name=systemd");

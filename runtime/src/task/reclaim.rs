@@ -232,33 +232,12 @@ fn teardown_rootfs(paths: &TaskPaths, image_root: &Path) {
 
 /// Mount points in /proc/self/mountinfo at or below `dir`, in mount order.
 fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+    crate::linux::procfs::mountinfo()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|p| p.starts_with(dir))
         .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() {
-            // Bytes, not a str slice: a multi-byte character may follow the backslash.
-            let digits = std::str::from_utf8(&b[i + 1..i + 4]).ok();
-            if let Some(v) = digits.and_then(|d| u8::from_str_radix(d, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The last resort against EBUSY in `task rm`: whatever is still mounted under the task
@@ -336,18 +315,5 @@ fn lock_dir(dir: &Path) -> Result<fs::File, Error> {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(Error::io(format!("locking {}", dir.display()), e.into())),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape_mountinfo;
-
-    #[test]
-    fn mountinfo_octal_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo(r"/a\040b/c"), "/a b/c");
-        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
-        assert_eq!(unescape_mountinfo(r"/end\04"), r"/end\04");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
     }
 }

@@ -14,12 +14,6 @@ use oci_spec::runtime::LinuxResources;
 use super::Error;
 use crate::cgroups::{self, Cgroup};
 
-/// v1 hierarchies the task cgroup is made in. Named hierarchies (name=systemd) and controllers
-/// no limit is set on are left to libcgroups, which creates the path when a container joins.
-const V1_CONTROLLERS: [&str; 9] = [
-    "cpu", "cpuacct", "memory", "pids", "cpuset", "devices", "freezer", "blkio", "hugetlb",
-];
-
 /// Makes the task cgroup at `path` (absolute, relative to the cgroup roots) and applies
 /// `resources` to it. On failure the directories are removed again, unless something else
 /// already lives below them.
@@ -61,40 +55,9 @@ pub fn make_dirs(path: &Path) -> Result<(), Error> {
         enable_controllers(&dir);
         return Ok(());
     }
-    for dir in cgroups::host_dirs(path) {
-        // Only real controller hierarchies (named ones such as name=systemd are left alone).
-        let controller = dir
-            .strip_prefix("/sys/fs/cgroup")
-            .ok()
-            .and_then(|rel| rel.components().next())
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !V1_CONTROLLERS.contains(&controller.as_str()) {
-            continue;
-        }
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        if controller == "cpuset" {
-            // A new v1 cpuset is empty, and children cannot join an empty cpuset: inherit.
-            for file in ["cpuset.cpus", "cpuset.mems"] {
-                let mut cur = dir.clone();
-                let mut chain = Vec::new();
-                while cur != Path::new("/sys/fs/cgroup/cpuset") && cur.pop() {
-                    chain.push(cur.clone());
-                }
-                let mut dirs: Vec<PathBuf> = chain.into_iter().rev().collect();
-                dirs.push(dir.clone());
-                for pair in dirs.windows(2) {
-                    let current = fs::read_to_string(pair[1].join(file)).unwrap_or_default();
-                    if current.trim().is_empty() {
-                        let parent = fs::read_to_string(pair[0].join(file)).unwrap_or_default();
-                        let _ = fs::write(pair[1].join(file), parent.trim());
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    cgroups::v1::V1Cgroup::new(path)
+        .make_dirs()
+        .map_err(|e| Error::io(format!("creating task cgroup {}", path.display()), e))
 }
 
 fn enable_controllers(dir: &Path) {
