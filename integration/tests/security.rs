@@ -79,6 +79,79 @@ fn cve_2019_5736_runtime_binary_is_never_writable_from_inside() {
     assert_eq!(sha(&berth_bin()), before, "the host berth binary changed");
 }
 
+/// CVE-2019-5736 on `berth run`'s direct path, where the set-up process is not re-executed
+/// and the final exec goes through berth-dmz (runtime/src/linux/dmz.rs): an entrypoint that
+/// is a "#!/proc/self/exe" script reaches berth-dmz, which refuses, never berth.
+#[test]
+fn cve_2019_5736_direct_run_entrypoint_never_reaches_berth() {
+    let id = unique("dmz");
+    let root = Root::new(&id);
+    let before = sha(&berth_bin());
+    let b = bundle(&id, &["/evil", "--version"]);
+    let evil = b.rootfs().join("evil");
+    std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let log = scratch().join(format!("{id}.log"));
+    let out = root.berth(&[
+        "--log",
+        &log.display().to_string(),
+        "--debug",
+        "run",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("start=Direct"),
+        "not the direct path: {log_text}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "stdout {stdout} stderr {stderr}"
+    );
+    assert!(
+        stderr.contains("berth-dmz: only berth runs this program"),
+        "stderr {stderr}"
+    );
+    assert!(!stdout.contains("berth"), "berth ran inside: {stdout}");
+    assert_eq!(sha(&berth_bin()), before, "the host berth binary changed");
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A seccomp profile that refuses execveat (the exec into berth-dmz) keeps `run` on the
+/// re-exec path, and the container runs as it would under any runtime.
+#[test]
+fn run_with_execveat_denied_by_seccomp_re_executes() {
+    let id = unique("dmzsec");
+    let root = Root::new(&id);
+    let mut b = bundle(&id, &["sh", "-c", "echo started"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.write();
+    let log = scratch().join(format!("{id}.log"));
+    let out = root.berth(&[
+        "--log",
+        &log.display().to_string(),
+        "--debug",
+        "run",
+        "--bundle",
+        &b.dir.display().to_string(),
+        &id,
+    ]);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("start=Sealed"), "{log_text}");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
+    let _ = std::fs::remove_file(&log);
+}
+
 /// CVE-2024-21626: no host fd leaks into the container; cwd cannot name one.
 #[test]
 fn cve_2024_21626_no_leaked_fds_and_fd_cwd_refused() {

@@ -70,9 +70,6 @@ pub struct ContainerState {
     pub annotations: HashMap<String, String>,
     #[serde(default)]
     pub owner: String,
-    /// True once `start` released the container's process.
-    #[serde(default)]
-    pub started: bool,
     /// Whether berth created the container's pid namespace (then killing init kills all).
     #[serde(default)]
     pub own_pid_ns: bool,

@@ -14,6 +14,9 @@ use crate::init::InitPlan;
 /// Largest frame accepted; a spec with a big seccomp profile is well below this.
 const MAX_FRAME: usize = 16 << 20;
 
+/// Most fds passed in one message: one per cgroup v1 hierarchy is the largest use.
+pub const MAX_FDS: usize = 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("sync channel: {0}")]
@@ -30,9 +33,14 @@ pub enum SyncError {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
     Plan(Box<InitPlan>),
-    /// The parent moved the child into the container's cgroup: what depends on it (the
-    /// cgroup namespace, cgroup mounts, device nodes) may proceed.
-    Joined,
+    /// The container's cgroup exists with its limits and device rules in place. With
+    /// `join_fds > 0` that many fds of the cgroup's v1 `tasks` files follow (SCM_RIGHTS) and
+    /// the child joins by writing "0" to each (see [`crate::cgroups::Joiner`]); with 0 the
+    /// parent has already moved it. What depends on the cgroup (the cgroup namespace, cgroup
+    /// mounts, device nodes) may then proceed.
+    Cgroup {
+        join_fds: usize,
+    },
     /// The parent finished its part (id maps, cgroup, createRuntime hooks): go on.
     Go,
 }
@@ -122,42 +130,67 @@ impl Channel {
 
     /// Sends an fd (SCM_RIGHTS) with a one-byte payload.
     pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+        Self::send_fds(sock, &[fd])
+    }
+
+    /// Receives an fd sent with [`Channel::send_fd`].
+    pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+        Self::recv_fds(sock, 1)?.pop().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "no file descriptor in message")
+        })
+    }
+
+    /// Sends fds (SCM_RIGHTS, at most [`MAX_FDS`]) with a one-byte payload. On a channel
+    /// that also carries frames, the receiver reads exactly up to this byte with
+    /// [`Channel::recv`], so the frame reads never consume it (and drop its fds).
+    pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-        let fds = [fd.as_raw_fd()];
+        if fds.is_empty() || fds.len() > MAX_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot pass {} file descriptors in one message", fds.len()),
+            ));
+        }
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let iov = [io::IoSlice::new(b"t")];
         sendmsg::<()>(
             sock.as_raw_fd(),
             &iov,
-            &[ControlMessage::ScmRights(&fds)],
+            &[ControlMessage::ScmRights(&raw)],
             MsgFlags::empty(),
             None,
         )?;
         Ok(())
     }
 
-    /// Receives an fd sent with [`Channel::send_fd`].
-    pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    /// Receives exactly `n` fds sent with [`Channel::send_fds`].
+    pub fn recv_fds(sock: BorrowedFd<'_>, n: usize) -> io::Result<Vec<OwnedFd>> {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut buf = [0u8; 1];
         let mut iov = [io::IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!(RawFd);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let msg = recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )?;
+        let mut out = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: the kernel installed this fd for us just now.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
+                // SAFETY: the kernel installed these fds for us just now.
+                out.extend(
+                    fds.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "no file descriptor in message",
-        ))
+        if out.len() != n {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected {n} file descriptors, got {}", out.len()),
+            ));
+        }
+        Ok(out)
     }
 }

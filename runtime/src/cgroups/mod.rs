@@ -10,6 +10,8 @@ pub mod devices_v2;
 pub mod v1;
 pub mod v2;
 
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -94,17 +96,26 @@ impl Cgroup {
         Ok(self.manager.get_or_init(|| m))
     }
 
-    pub fn add_task(&self, pid: Pid) -> Result<(), CgroupError> {
+    /// Creates the cgroup and gets `pid`, a freshly cloned single-threaded berth process, on
+    /// its way in. On v1 the process joins itself: it gets the returned `tasks` files and
+    /// writes "0" to each ([`join_self`]). A migration written by another process (or of a
+    /// whole thread group) takes the kernel's global threadgroup lock for writing, and that
+    /// waits for an RCU grace period — 5-10 ms after a quiet spell, on every `create` and
+    /// `exec`. A thread moving only itself skips that lock (Linux 6.0+; older kernels just
+    /// take it). On v2 the runtime moves the process and the list is empty.
+    pub fn prepare_join(&self, pid: Pid) -> Result<Vec<File>, CgroupError> {
         match &self.v1 {
-            Some(v1) => v1.add_task(pid).map_err(|e| err(&self.path, e)),
-            None => self
-                .manager()?
-                .add_task(pid)
-                .map_err(|e| err(&self.path, e)),
+            Some(v1) => v1.tasks_files().map_err(|e| err(&self.path, e)),
+            None => {
+                self.manager()?
+                    .add_task(pid)
+                    .map_err(|e| err(&self.path, e))?;
+                Ok(Vec::new())
+            }
         }
     }
 
-    /// Applies the spec's limits when the container is created (after `add_task`). On v2
+    /// Applies the spec's limits when the container is created (after `prepare_join`). On v2
     /// the device filter is installed even when the spec has no resources: without one the
     /// container could open every device of the host.
     pub fn apply_spec(&self, spec: &Spec) -> Result<(), CgroupError> {
@@ -225,6 +236,15 @@ impl Cgroup {
             None => self.manager()?.remove().map_err(|e| err(&self.path, e)),
         }
     }
+}
+
+/// The container process's half of [`Cgroup::prepare_join`]: moves the calling thread
+/// (the process must be single-threaded) into the cgroup of each `tasks` file.
+pub fn join_self<F: AsFd>(tasks: &[F]) -> std::io::Result<()> {
+    for f in tasks {
+        rustix::io::write(f, b"0")?;
+    }
+    Ok(())
 }
 
 /// The host's cgroup layout (found once per process).

@@ -14,6 +14,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -139,14 +140,24 @@ impl V1Cgroup {
         Ok(())
     }
 
-    /// Moves `pid` into the cgroup in every hierarchy, creating the directories.
-    pub fn add_task(&self, pid: Pid) -> io::Result<()> {
+    /// Creates the directories and opens the cgroup's `tasks` file in every hierarchy, for
+    /// a process to join by itself (see [`super::Cgroup::prepare_join`]). `tasks`, not
+    /// `cgroup.procs`: only a single-thread migration skips the threadgroup lock. The files
+    /// are opened here, by the runtime: the kernel checks a write against the opener's
+    /// credentials, so a process already in a user namespace can still use them.
+    pub fn tasks_files(&self) -> io::Result<Vec<File>> {
         self.make_dirs()?;
-        let pid = pid.as_raw().to_string();
-        for (_, dir) in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid)?;
-        }
-        Ok(())
+        self.dirs
+            .iter()
+            .map(|(_, dir)| {
+                let p = dir.join("tasks");
+                File::options()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&p)
+                    .map_err(|e| at(&p, e))
+            })
+            .collect()
     }
 
     /// Replaces the device allow-list with `rules` (first rule usually "deny all").

@@ -102,6 +102,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         preserve_fds: a.preserve_fds,
         stdio: None,
         cgroups_path: None,
+        start: false,
     }
 }
 
@@ -120,15 +121,26 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 
 fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     let mut opts = create_options(a);
+    berth::state::validate_id(&opts.id)?;
+    let bundle = berth::spec::load_bundle(&opts.bundle)?;
+    let terminal = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
     // A foreground terminal without --console-socket: berth relays the pty itself.
-    let console = if !detach && opts.console_socket.is_none() && wants_terminal(&a.bundle) {
+    let console = if !detach && opts.console_socket.is_none() && terminal {
         let l = terminal::ConsoleListener::new(&root.dir)?;
         opts.console_socket = Some(l.path.clone());
         Some(l)
     } else {
         None
     };
-    let created = container::create(root, &opts)?;
+    // Without a terminal to size first, the process starts straight from create: no
+    // exec.fifo round trip through the state directory.
+    opts.start = !terminal;
+    let created = container::create_from(root, &opts, bundle)?;
     let master = match &console {
         Some(l) => match l.receive_master() {
             Ok(m) => Some(m),
@@ -142,9 +154,11 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     if let Some(m) = &master {
         terminal::copy_winsize(m);
     }
-    if let Err(e) = container::start(root, &a.id) {
-        let _ = container::delete(root, &a.id, true);
-        return Err(e.into());
+    if !opts.start {
+        if let Err(e) = container::start(root, &a.id) {
+            let _ = container::delete(root, &a.id, true);
+            return Err(e.into());
+        }
     }
     if detach {
         return Ok(0);
@@ -157,14 +171,6 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
         container::delete(root, &a.id, true)?;
     }
     Ok(code)
-}
-
-/// Whether the bundle's process asks for a terminal (a bad bundle fails later, in create).
-fn wants_terminal(bundle: &Path) -> bool {
-    berth::spec::load_bundle(bundle)
-        .ok()
-        .and_then(|b| b.spec.process().as_ref().and_then(|p| p.terminal()))
-        .unwrap_or(false)
 }
 
 fn exec(root: &StateRoot, a: ExecArgs) -> Result<i32> {

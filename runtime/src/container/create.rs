@@ -8,7 +8,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::spawn::{raise_fd, spawn};
+use super::spawn::{raise_fd, spawn, Start};
+use super::start_mode;
 use super::Error;
 use crate::cgroups::{self, Cgroup};
 use crate::init::{InitPlan, Role};
@@ -31,6 +32,9 @@ pub struct CreateOptions {
     /// Replaces config.json's `linux.cgroupsPath`: the shim places a container of a pod or
     /// berth task below the group's task cgroup, whatever path containerd wrote.
     pub cgroups_path: Option<PathBuf>,
+    /// `run`: the process goes on to exec as soon as it is set up, without exec.fifo and a
+    /// separate `start`; `create` returns once it has exec'd (poststart hooks run).
+    pub start: bool,
 }
 
 /// What `create` made, for `run` to go on with.
@@ -72,7 +76,16 @@ impl Drop for Rollback<'_> {
 /// `berth create`: everything is validated before the host is touched.
 pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> {
     state::validate_id(&opts.id)?;
-    let bundle = spec::load_bundle(&opts.bundle)?;
+    create_from(root, opts, spec::load_bundle(&opts.bundle)?)
+}
+
+/// [`create`] of a bundle already loaded (and validated) from `opts.bundle`.
+pub fn create_from(
+    root: &StateRoot,
+    opts: &CreateOptions,
+    bundle: spec::Bundle,
+) -> Result<Created, Error> {
+    state::validate_id(&opts.id)?;
     check_host_support(&bundle.spec)?;
     let console = match &opts.console_socket {
         Some(p) => Some(
@@ -102,18 +115,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         cgroup: None,
         armed: true,
     };
-    let fifo = dir.join(state::EXEC_FIFO);
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
-        .map_err(|e| Error::io("creating exec.fifo", e.into()))?;
-    // In a user namespace, init runs as the host id mapped to its root.
-    if let Some((uid, gid)) = mapped_root(&bundle.spec) {
-        nix::unistd::chown(
-            &fifo,
-            Some(nix::unistd::Uid::from_raw(uid)),
-            Some(nix::unistd::Gid::from_raw(gid)),
-        )
-        .map_err(|e| Error::io("chown exec.fifo", e.into()))?;
-    }
+    let fifo = if opts.start {
+        None
+    } else {
+        Some(make_exec_fifo(&dir, &bundle.spec)?)
+    };
 
     let cg_path = match &opts.cgroups_path {
         Some(p) => p.clone(),
@@ -137,16 +143,25 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     if let Some(c) = &console {
         inherit.push(c.as_raw_fd());
     }
+    let start = start_mode::choose(&bundle.spec, opts.start);
+    // berth-dmz is made here, before clone, like the sealed view: its pages are berth's.
+    let dmz = match start {
+        Start::Direct => Some(raise_fd(
+            crate::linux::dmz::sealed().map_err(|e| Error::io("making berth-dmz", e))?,
+            min_fd,
+        )?),
+        Start::Sealed => None,
+    };
     let spawned = spawn(
         flags,
-        None,
+        start,
         &inherit,
         min_fd,
         opts.stdio,
         flags.contains(CloneFlags::CLONE_NEWUSER),
     )?;
     let pid = spawned.pid;
-    tracing::debug!(pid = pid.as_raw(), "create: cloned");
+    tracing::debug!(pid = pid.as_raw(), ?start, "create: cloned");
     rb.child = Some(pid);
     let mut ch = spawned.channel;
     drop(console);
@@ -161,7 +176,6 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         created: state::now_rfc3339(),
         annotations: bundle.spec.annotations().clone().unwrap_or_default(),
         owner: "root".into(),
-        started: false,
         own_pid_ns: flags.contains(CloneFlags::CLONE_NEWPID),
         use_systemd: false,
         hooks: bundle.spec.hooks().clone(),
@@ -174,7 +188,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         spec: bundle.spec.clone(),
         bundle: bundle.dir.clone(),
         rootfs: bundle.rootfs.clone(),
-        fifo: Some(fifo),
+        fifo,
         console_fd: opts
             .console_socket
             .as_ref()
@@ -185,6 +199,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         join_flags: 0,
         hook_state: hook_state.clone(),
         unified_cgroups: cgroups::is_unified(),
+        dmz_fd: dmz.as_ref().map(|d| d.as_raw_fd()),
     };
     let fail = |e: SyncError| Error::Setup(format!("container init: {e}"));
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
@@ -192,17 +207,20 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         ch.send_byte().map_err(fail)?;
     }
     ch.send(&ToChild::Plan(Box::new(plan))).map_err(fail)?;
-    // The child mounts its rootfs while we move it into its cgroup and apply the limits;
-    // it waits for `Joined` only where the cgroup matters (see init::run_init).
-    if let Some(cg) = &rb.cgroup {
-        cg.add_task(pid)?;
-        tracing::debug!("create: cgroup joined");
-    }
-    ch.send(&ToChild::Joined)
-        .map_err(|e| child_error(&mut ch, e))?;
-    if let Some(cg) = &rb.cgroup {
-        cg.apply_spec(&bundle.spec)?;
-    }
+    // The child mounts its rootfs while we make its cgroup and set the limits and device
+    // rules; it waits for `Cgroup` only where the cgroup matters (see init::run_init), and
+    // the cgroup is complete before the child is in it.
+    let join = match &rb.cgroup {
+        Some(cg) => {
+            let files = cg.prepare_join(pid)?;
+            cg.apply_spec(&bundle.spec)?;
+            files
+        }
+        None => Vec::new(),
+    };
+    send_cgroup(&mut ch, &join).map_err(|e| child_error(&mut ch, e))?;
+    drop(join);
+    tracing::debug!("create: cgroup ready");
     let hooks = bundle.spec.hooks().as_ref().filter(|h| {
         #[allow(deprecated)]
         let prestart = h.prestart().as_ref().is_some_and(|l| !l.is_empty());
@@ -230,6 +248,21 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
     }
     expect(&mut ch, "Ready", |m| matches!(m, FromChild::Ready))?;
     tracing::debug!("create: container ready");
+    if opts.start {
+        // The sync socket is close-on-exec: its end of file is the exec. Anything else is
+        // the child's report of what failed after `Ready` (hooks, the exec itself).
+        match ch.recv::<FromChild>() {
+            Err(SyncError::Closed) => {}
+            Ok(FromChild::Error(msg)) => return Err(Error::Setup(msg)),
+            Ok(m) => {
+                return Err(Error::Setup(format!(
+                    "container init: expected the exec, got {m:?}"
+                )))
+            }
+            Err(e) => return Err(Error::Setup(format!("container init: {e}"))),
+        }
+        tracing::debug!("create: container started");
+    }
     st.pid_start_time = state::process_start_time(pid.as_raw())
         .ok_or_else(|| Error::Setup("container init exited right after setting up".into()))?;
     root.save(&st)?;
@@ -237,7 +270,39 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Error> 
         write_pid_file(p, pid)?;
     }
     rb.armed = false;
+    if opts.start {
+        super::ops::run_poststart(&st);
+    }
     Ok(Created { state: st, pid })
+}
+
+/// exec.fifo in the state directory: the init blocks on it until `start`.
+fn make_exec_fifo(dir: &Path, spec: &Spec) -> Result<PathBuf, Error> {
+    let fifo = dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::io("creating exec.fifo", e.into()))?;
+    // In a user namespace, init runs as the host id mapped to its root.
+    if let Some((uid, gid)) = mapped_root(spec) {
+        nix::unistd::chown(
+            &fifo,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .map_err(|e| Error::io("chown exec.fifo", e.into()))?;
+    }
+    Ok(fifo)
+}
+
+/// Tells a child its cgroup is ready, passing the files it joins through, if any.
+pub(crate) fn send_cgroup(ch: &mut Channel, join: &[File]) -> Result<(), SyncError> {
+    ch.send(&ToChild::Cgroup {
+        join_fds: join.len(),
+    })?;
+    if !join.is_empty() {
+        let fds: Vec<_> = join.iter().map(|f| f.as_fd()).collect();
+        Channel::send_fds(ch.fd(), &fds)?;
+    }
+    Ok(())
 }
 
 /// The child's own report when talking to it failed: a child that hits an error sends it

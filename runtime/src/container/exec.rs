@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use super::ops::status;
-use super::spawn::{raise_fd, spawn};
+use super::spawn::{raise_fd, spawn, Start};
 use super::Error;
 use crate::cgroups::{self, Cgroup};
 use crate::init::{InitPlan, Role};
@@ -123,7 +123,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
     }
     let spawned = spawn(
         CloneFlags::empty(),
-        None,
+        Start::Sealed,
         &inherit,
         min_fd,
         opts.stdio,
@@ -149,6 +149,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
         join_flags: differing_namespaces(st.pid),
         hook_state: String::new(),
         unified_cgroups: cgroups::is_unified(),
+        dmz_fd: None,
     };
     drop(console);
     let fail = |e: SyncError| Error::Setup(format!("exec: {e}"));
@@ -156,14 +157,18 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
         kill_child(pid);
         return Err(fail(e));
     }
-    if let Err(e) = Cgroup::open(&st.cgroup_path, &st.id).and_then(|cg| cg.add_task(pid)) {
-        kill_child(pid);
-        return Err(e.into());
-    }
-    if let Err(e) = ch.send(&ToChild::Go) {
+    let join = match Cgroup::open(&st.cgroup_path, &st.id).and_then(|cg| cg.prepare_join(pid)) {
+        Ok(files) => files,
+        Err(e) => {
+            kill_child(pid);
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = super::create::send_cgroup(&mut ch, &join) {
         kill_child(pid);
         return Err(fail(e));
     }
+    drop(join);
     // The channel closes when the process execs (close-on-exec); anything else is an error.
     match ch.recv::<FromChild>() {
         Err(SyncError::Closed) => {}

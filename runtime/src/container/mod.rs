@@ -7,8 +7,9 @@ mod create;
 mod exec;
 mod ops;
 mod spawn;
+mod start_mode;
 
-pub use create::{create, CreateOptions};
+pub use create::{create, create_from, CreateOptions};
 pub use exec::{exec, ExecOptions};
 pub use ops::{
     delete, kill, kill_all, list, pause, pids, resume, start, stats, status, update, wait_exit,

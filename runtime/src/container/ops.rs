@@ -32,7 +32,7 @@ fn cgroup_of(st: &ContainerState) -> Result<Cgroup, Error> {
 
 /// `start`: releases the init waiting on exec.fifo, then runs poststart hooks.
 pub fn start(root: &StateRoot, id: &str) -> Result<(), Error> {
-    let mut st = root.load(id)?;
+    let st = root.load(id)?;
     let status = status(root, &st);
     if status != Status::Created {
         return Err(Error::WrongState {
@@ -55,24 +55,27 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), Error> {
         })?;
     f.write_all(b"0")
         .map_err(|e| Error::io("writing exec.fifo", e))?;
+    // Removing the fifo is what makes the container "running" (see `status`): nothing
+    // else about it is written again.
     let _ = std::fs::remove_file(&fifo);
     wait_for_exec(&f);
     drop(f);
-    st.started = true;
-    root.save(&st)?;
-    if let Some(h) = st.hooks.clone() {
-        let state_json =
-            serde_json::to_string(&OciState::new(&st, Status::Running)).unwrap_or_default();
-        // A failing poststart hook is logged, not fatal (runtime spec).
-        if let Err(e) = crate::hooks::run_all(
-            "poststart",
-            h.poststart().as_deref().unwrap_or_default(),
-            &state_json,
-        ) {
-            tracing::warn!(error = %e, "poststart hook failed");
-        }
-    }
+    run_poststart(&st);
     Ok(())
+}
+
+/// poststart hooks, once the container's program runs. A failing one is logged, not fatal
+/// (runtime spec).
+pub(crate) fn run_poststart(st: &ContainerState) {
+    let Some(h) = &st.hooks else { return };
+    let list = h.poststart().as_deref().unwrap_or_default();
+    if list.is_empty() {
+        return;
+    }
+    let state_json = serde_json::to_string(&OciState::new(st, Status::Running)).unwrap_or_default();
+    if let Err(e) = crate::hooks::run_all("poststart", list, &state_json) {
+        tracing::warn!(error = %e, "poststart hook failed");
+    }
 }
 
 /// Waits (bounded) until init has exec'd the container's program: init's end of the fifo

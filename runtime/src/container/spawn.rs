@@ -2,7 +2,7 @@
 //! of berth (see [`crate::linux::exe`]) with only the fds the plan names.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -29,11 +29,21 @@ pub fn raise_fd(fd: OwnedFd, min: RawFd) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// How the cloned process becomes the container's set-up code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Re-executes berth from a sealed view ([`crate::linux::exe`]): always safe.
+    Sealed,
+    /// Runs the init right in the clone, no exec; only for a single-threaded caller and
+    /// the cases [`crate::linux::dmz`] lists.
+    Direct,
+}
+
 /// Clones the container process. `inherit` are fds (besides the channel) that must survive
 /// into it. The caller must be single-threaded.
 pub fn spawn(
     flags: CloneFlags,
-    cgroup: Option<BorrowedFd<'_>>,
+    start: Start,
     inherit: &[RawFd],
     min_fd: RawFd,
     stdio: Option<[RawFd; 3]>,
@@ -43,15 +53,22 @@ pub fn spawn(
     let child = raise_fd(child.into_owned_fd(), min_fd)?;
     let child_fd = child.as_raw_fd();
     // Everything the child needs is computed before clone: after it, the child only does
-    // async-signal-safe work until it execs.
-    let env = [CString::new(format!("{INIT_ENV}={child_fd}")).unwrap_or_default()];
-    let sealed = crate::linux::exe::SealedExec::new(&[c"berth-init"], &env)
-        .map_err(|e| Error::io("making a sealed copy of berth", e))?;
+    // async-signal-safe work until it execs (or, `Direct`, runs on as a plain fork).
+    let sealed = match start {
+        Start::Sealed => {
+            let env = [CString::new(format!("{INIT_ENV}={child_fd}")).unwrap_or_default()];
+            Some(
+                crate::linux::exe::SealedExec::new(&[c"berth-init"], &env)
+                    .map_err(|e| Error::io("making a sealed copy of berth", e))?,
+            )
+        }
+        Start::Direct => None,
+    };
     // The failure report is framed now: the child must not allocate.
     let body = br#"{"Error":"re-executing berth from a sealed copy failed"}"#;
     let mut failure = (body.len() as u32).to_le_bytes().to_vec();
     failure.extend_from_slice(body);
-    match sys::clone_process(flags.bits(), cgroup) {
+    match sys::clone_process(flags.bits(), None) {
         Err(e) => Err(Error::io("clone", e)),
         Ok(Cloned::Parent(pid)) => {
             drop(child);
@@ -92,7 +109,12 @@ pub fn spawn(
                     && nix::unistd::setresuid(root_u, root_u, root_u).is_ok();
             }
             if ok {
-                let _ = sealed.exec();
+                match &sealed {
+                    Some(sealed) => {
+                        let _ = sealed.exec();
+                    }
+                    None => crate::init::main(child.into_raw_fd()),
+                }
             }
             let _ = nix::unistd::write(
                 // SAFETY: child_fd is open for the rest of this process's short life.

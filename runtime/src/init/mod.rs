@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -60,6 +60,9 @@ pub struct InitPlan {
     /// The OCI state document given to createContainer/startContainer hooks.
     pub hook_state: String,
     pub unified_cgroups: bool,
+    /// Inherited fd of berth-dmz when this process was not re-executed (see
+    /// [`crate::linux::dmz`]): the final exec goes through it.
+    pub dmz_fd: Option<RawFd>,
 }
 
 impl InitPlan {
@@ -112,6 +115,26 @@ fn wait_for(ch: &mut Channel, what: &str, is: impl Fn(&ToChild) -> bool) -> Resu
     }
 }
 
+/// Waits until the parent has the container's cgroup ready, and joins it where the parent
+/// hands over the cgroup files to join through (cgroup v1, see `Cgroup::prepare_join`).
+/// This process is still single-threaded here, so moving the calling thread moves it all.
+fn join_cgroup(ch: &mut Channel) -> Result<(), SetupError> {
+    let n = match ch.recv::<ToChild>() {
+        Ok(ToChild::Cgroup { join_fds }) => join_fds,
+        Ok(other) => {
+            return Err(SetupError::invalid(format!(
+                "expected Cgroup, got message {other:?}"
+            )))
+        }
+        Err(e) => return Err(SetupError::invalid(e.to_string())),
+    };
+    if n == 0 {
+        return Ok(());
+    }
+    let files = Channel::recv_fds(ch.fd(), n).ctx(|| "receiving the cgroup files".into())?;
+    crate::cgroups::join_self(&files).ctx(|| "joining the container's cgroup".into())
+}
+
 /// Becomes root of a freshly entered user namespace (ids as mapped by the parent).
 fn become_ns_root() -> Result<(), SetupError> {
     let root_u = nix::unistd::Uid::from_raw(0);
@@ -123,9 +146,9 @@ fn become_ns_root() -> Result<(), SetupError> {
 }
 
 /// The container's init. Everything up to the first step that depends on the cgroup runs
-/// while the parent is still moving this process into it: on cgroup v1 the first migration
-/// after a quiet spell waits for an RCU grace period (milliseconds), and the rootfs mounts
-/// fill that wait. The parent's prestart/createRuntime hooks still see the finished mounts.
+/// while the parent is still making the cgroup and writing its limits (and, on v2, moving
+/// this process in); the rootfs mounts fill that time. The parent's prestart and
+/// createRuntime hooks still see the finished mounts.
 fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallible, SetupError> {
     let spec = &plan.spec;
     let process = plan.process()?;
@@ -142,11 +165,11 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
     let new_cgroup_ns =
         namespaces::new_flags(spec).contains(nix::sched::CloneFlags::CLONE_NEWCGROUP);
     let mut joined = false;
-    let mut wait_joined = |ch: &mut Channel| -> Result<(), SetupError> {
+    let mut wait_cgroup = |ch: &mut Channel| -> Result<(), SetupError> {
         if joined {
             return Ok(());
         }
-        wait_for(ch, "Joined", |m| matches!(m, ToChild::Joined))?;
+        join_cgroup(ch)?;
         joined = true;
         if new_cgroup_ns {
             // Only once in the container's cgroup: a cgroup namespace takes its creator's
@@ -179,8 +202,8 @@ fn run_init(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallibl
         cgroup_ns: namespaces::has(spec, LinuxNamespaceType::Cgroup),
         unified: plan.unified_cgroups,
     };
-    rootfs::prepare(spec, &ctx, &mut || wait_joined(ch))?;
-    wait_joined(ch)?;
+    rootfs::prepare(spec, &ctx, &mut || wait_cgroup(ch))?;
+    wait_cgroup(ch)?;
     // After the join: the device cgroup decides which nodes may be made.
     devices::create_all(&plan.rootfs, &devices::wanted(spec), user_ns)?;
     ch.send(&FromChild::Mounted)
@@ -404,15 +427,23 @@ fn finish(
             // Everything above applies to both sides of the fork: init has exactly the
             // program's credentials, capabilities, no_new_privs and seccomp filter.
             return reaper::fork_and_exec(|| {
-                exec::exec(&prepared.program, &prepared.args, &prepared.env)
+                exec::exec(&prepared.program, &prepared.args, &prepared.env, None)
             });
         }
     }
-    Err(exec::exec(&prepared.program, &prepared.args, &prepared.env))
+    // SAFETY: the parent passed berth-dmz's fd for our exclusive use; it stays open (close-on-
+    // exec) until the exec below.
+    let dmz = plan.dmz_fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) });
+    Err(exec::exec(
+        &prepared.program,
+        &prepared.args,
+        &prepared.env,
+        dmz,
+    ))
 }
 
 fn run_exec(plan: &InitPlan, ch: &mut Channel) -> Result<std::convert::Infallible, SetupError> {
-    wait_go(ch)?;
+    join_cgroup(ch)?;
     let process = plan.process()?;
     if let Some(fd) = plan.ns_pidfd {
         // SAFETY: the parent passed this pidfd for our exclusive use.

@@ -25,7 +25,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The sealed copy and argv/envp, prepared before clone.
 pub struct SealedExec {
@@ -98,36 +98,55 @@ fn check(r: libc::c_long) -> Result<libc::c_long, i32> {
 
 /// Copies /proc/self/exe into a memfd and seals it against any change.
 fn sealed_copy() -> io::Result<OwnedFd> {
-    const F_ADD_SEALS: libc::c_int = 1033;
-    const SEALS: libc::c_int = 0x1 | 0x2 | 0x4 | 0x8; // SEAL, SHRINK, GROW, WRITE
     let exe = std::fs::File::open("/proc/self/exe")?;
     let size = exe.metadata()?.len() as usize;
+    sealed_memfd(c"berth", |memfd| {
+        let mut left = size;
+        while left > 0 {
+            // SAFETY: both descriptors are open; a null offset means the files' own offsets.
+            let n = check(unsafe {
+                libc::sendfile(
+                    memfd.as_raw_fd(),
+                    exe.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    left,
+                )
+            } as libc::c_long)
+            .map_err(io::Error::from_raw_os_error)?;
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            left -= n as usize;
+        }
+        Ok(())
+    })
+}
+
+/// An executable memfd (close-on-exec) that `fill` writes, then sealed against any change:
+/// nobody, not even a process that opens it through /proc/<pid>/exe, can write it.
+pub(crate) fn sealed_memfd(
+    name: &CStr,
+    fill: impl FnOnce(BorrowedFd<'_>) -> io::Result<()>,
+) -> io::Result<OwnedFd> {
+    const F_ADD_SEALS: libc::c_int = 1033;
+    const SEALS: libc::c_int = 0x1 | 0x2 | 0x4 | 0x8; // SEAL, SHRINK, GROW, WRITE
+                                                      // Linux 6.3+ wants executable memfds said so (vm.memfd_noexec may refuse them
+                                                      // otherwise); older kernels reject the flag they do not know.
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
     let ok = |r: libc::c_long| check(r).map_err(io::Error::from_raw_os_error);
-    // SAFETY: a static C string and integer flags.
-    let memfd = ok(unsafe {
-        libc::memfd_create(
-            c"berth".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    } as libc::c_long)?;
+    // SAFETY: a valid C string and integer flags.
+    let memfd =
+        match ok(unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) } as libc::c_long) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // SAFETY: as above.
+                ok(unsafe { libc::memfd_create(name.as_ptr(), flags) } as libc::c_long)?
+            }
+            r => r?,
+        };
     // SAFETY: memfd_create returned a new descriptor that only we hold.
     let memfd = unsafe { OwnedFd::from_raw_fd(memfd as RawFd) };
-    let mut left = size;
-    while left > 0 {
-        // SAFETY: both descriptors are open; a null offset means the files' own offsets.
-        let n = ok(unsafe {
-            libc::sendfile(
-                memfd.as_raw_fd(),
-                exe.as_raw_fd(),
-                std::ptr::null_mut(),
-                left,
-            )
-        } as libc::c_long)?;
-        if n == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        left -= n as usize;
-    }
+    fill(memfd.as_fd())?;
     // SAFETY: integer arguments on a descriptor we own.
     ok(unsafe { libc::fcntl(memfd.as_raw_fd(), F_ADD_SEALS, SEALS) } as libc::c_long)?;
     Ok(memfd)

@@ -1,6 +1,7 @@
 //! The final step: find the program like execvp would, inside the container, and exec it.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -57,8 +58,14 @@ where
         .collect()
 }
 
-/// execve; returns only on failure.
-pub fn exec(program: &Path, args: &[CString], env: &[CString]) -> SetupError {
+/// execve, or with `dmz` (see [`super::dmz`]) execveat of berth-dmz, which then execs the
+/// program. Returns only on failure.
+pub fn exec(
+    program: &Path,
+    args: &[CString],
+    env: &[CString],
+    dmz: Option<BorrowedFd<'_>>,
+) -> SetupError {
     let prog = match CString::new(program.as_os_str().as_bytes()) {
         Ok(p) => p,
         Err(_) => return SetupError::invalid("program path contains a NUL byte"),
@@ -72,7 +79,24 @@ pub fn exec(program: &Path, args: &[CString], env: &[CString]) -> SetupError {
             nix::sys::signal::SigHandler::SigDfl,
         )
     };
-    match nix::unistd::execve(&prog, args, env) {
+    let result = match dmz {
+        None => nix::unistd::execve(&prog, args, env),
+        Some(fd) => {
+            // berth-dmz takes its own name, the program's path, then the program's argv.
+            let argv: Vec<&std::ffi::CStr> = [c"berth-dmz", prog.as_c_str()]
+                .into_iter()
+                .chain(args.iter().map(|a| a.as_c_str()))
+                .collect();
+            nix::unistd::execveat(
+                Some(fd.as_raw_fd()),
+                c"",
+                &argv,
+                env,
+                nix::fcntl::AtFlags::AT_EMPTY_PATH,
+            )
+        }
+    };
+    match result {
         Ok(never) => match never {},
         Err(e) => SetupError::Io {
             what: format!("exec {}", program.display()),

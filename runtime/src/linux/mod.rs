@@ -4,6 +4,7 @@
 pub mod capabilities;
 pub mod console;
 pub mod devices;
+pub mod dmz;
 pub mod exe;
 pub mod exec;
 pub mod identity;

@@ -159,6 +159,17 @@ fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How many threads this process has (field 20 of /proc/self/stat).
+pub fn own_thread_count() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The command name (field 2) may hold spaces and parentheses: fields resume after the
+    // last ')', starting with field 3.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other("unexpected /proc/self/stat format"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
