@@ -165,6 +165,9 @@ pub fn create_from(
     rb.child = Some(pid);
     let mut ch = spawned.channel;
     drop(console);
+    // Read while the child certainly lives (it waits for its plan): with `opts.start` its
+    // program may have run and exited by the time `create` returns.
+    let start_time = state::process_start_time(pid.as_raw());
 
     let mut st = ContainerState {
         id: opts.id.clone(),
@@ -263,8 +266,16 @@ pub fn create_from(
         }
         tracing::debug!("create: container started");
     }
-    st.pid_start_time = state::process_start_time(pid.as_raw())
-        .ok_or_else(|| Error::Setup("container init exited right after setting up".into()))?;
+    let alive_now = state::process_start_time(pid.as_raw());
+    st.pid_start_time = match (start_time, alive_now) {
+        (Some(t), Some(now)) if t == now => t,
+        (Some(t), None) if opts.start => t,
+        _ => {
+            return Err(Error::Setup(
+                "container init exited right after setting up".into(),
+            ))
+        }
+    };
     root.save(&st)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;
