@@ -107,6 +107,61 @@ fn run_keep(root: &Root, b: &Bundle) -> (i32, String, String) {
     )
 }
 
+/// `create` and `exec` clone the process straight into the container's cgroup
+/// (CLONE_INTO_CGROUP): no cgroup.procs write, so no wait for the threadgroup lock.
+#[test]
+#[ignore = "needs a cgroup v2 host: integration/vm/v2-slice.sh"]
+fn create_and_exec_clone_into_the_cgroup() {
+    require_v2();
+    let id = unique("v2clone");
+    let root = Root::new(&id);
+    let b = Bundle::new(&checker(), &id, &["sleep", "300"]);
+    let log = scratch().join(format!("{id}.log"));
+    let logs = log.display().to_string();
+    root.ok(&[
+        "--log",
+        &logs,
+        "--debug",
+        "create",
+        "--bundle",
+        &bundle_arg(&b),
+        &id,
+    ]);
+    root.ok(&["start", &id]);
+    wait_status(&root, &id, "running");
+    let out = root.ok(&[
+        "--log",
+        &logs,
+        "--debug",
+        "exec",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("create: cloned") && text.contains("cloned_in=true"),
+        "{text}"
+    );
+    assert!(text.contains("exec: cloned"), "{text}");
+    assert_eq!(
+        text.matches("cloned_in=true").count(),
+        2,
+        "create and exec both cloned into the cgroup: {text}"
+    );
+    // In its own cgroup namespace the container sees its cgroup as the root.
+    assert_eq!(out.trim(), "0::/", "{out}");
+    let pid = root.state(&id)["pid"].as_i64().unwrap();
+    let host_view = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(
+        host_view.trim(),
+        format!("0::{}", b.cgroup_path()),
+        "{host_view}"
+    );
+    delete_clean(&root, &b);
+    let _ = std::fs::remove_file(&log);
+}
+
 /// Deletes the container and asserts nothing is left, the cgroup directory included.
 fn delete_clean(root: &Root, b: &Bundle) {
     root.ok(&["delete", "--force", &b.id]);

@@ -11,7 +11,8 @@ pub mod v1;
 pub mod v2;
 
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub enum CgroupError {
     #[error(transparent)]
     Devices(#[from] devices_v2::DeviceError),
 }
+
+/// Where a v2-only host mounts its one hierarchy.
+const V2_ROOT: &str = "/sys/fs/cgroup";
 
 /// How long `remove` waits for killed processes to leave the cgroup.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,7 +82,7 @@ impl Cgroup {
             id: id.to_string(),
             manager: OnceLock::new(),
             unified_dir: unified
-                .then(|| Path::new("/sys/fs/cgroup").join(path.strip_prefix("/").unwrap_or(path))),
+                .then(|| Path::new(V2_ROOT).join(path.strip_prefix("/").unwrap_or(path))),
             v1: (!unified).then(|| v1::V1Cgroup::new(path)),
         })
     }
@@ -96,16 +100,34 @@ impl Cgroup {
         Ok(self.manager.get_or_init(|| m))
     }
 
+    /// On v2: creates the cgroup and opens it for clone3's CLONE_INTO_CGROUP, so the
+    /// container process starts inside it. No migration happens at all then (see
+    /// [`Cgroup::prepare_join`] for why that matters). `None` on v1.
+    pub fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError> {
+        let Some(dir) = &self.unified_dir else {
+            return Ok(None);
+        };
+        v2::make_dir(Path::new(V2_ROOT), dir).map_err(|e| err(&self.path, e))?;
+        let fd = File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(dir)
+            .map_err(|e| err(&self.path, e))?;
+        Ok(Some(fd.into()))
+    }
+
     /// Creates the cgroup and gets `pid`, a freshly cloned single-threaded berth process, on
     /// its way in. On v1 the process joins itself: it gets the returned `tasks` files and
     /// writes "0" to each ([`join_self`]). A migration written by another process (or of a
     /// whole thread group) takes the kernel's global threadgroup lock for writing, and that
     /// waits for an RCU grace period — 5-10 ms after a quiet spell, on every `create` and
     /// `exec`. A thread moving only itself skips that lock (Linux 6.0+; older kernels just
-    /// take it). On v2 the runtime moves the process and the list is empty.
-    pub fn prepare_join(&self, pid: Pid) -> Result<Vec<File>, CgroupError> {
+    /// take it). On v2 the process was cloned into the cgroup (`cloned_in`, see
+    /// [`Cgroup::clone_target`]) or the runtime moves it; the list is empty.
+    pub fn prepare_join(&self, pid: Pid, cloned_in: bool) -> Result<Vec<File>, CgroupError> {
         match &self.v1 {
             Some(v1) => v1.tasks_files().map_err(|e| err(&self.path, e)),
+            None if cloned_in => Ok(Vec::new()),
             None => {
                 self.manager()?
                     .add_task(pid)

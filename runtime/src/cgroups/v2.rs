@@ -124,6 +124,42 @@ fn descendants(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Creates the cgroup directory `dir` below the v2 root `root`, enabling every controller
+/// the root offers in the subtree_control of the root and of each new ancestor (not of
+/// `dir` itself: a cgroup with processes cannot delegate, "no internal processes"). This
+/// is what libcgroups does when it adds the first process, done ahead so the container
+/// process can be cloned straight into the cgroup (CLONE_INTO_CGROUP).
+pub fn make_dir(root: &Path, dir: &Path) -> io::Result<()> {
+    let rel = dir.strip_prefix(root).map_err(|_| {
+        io::Error::other(format!("{} is not below {}", dir.display(), root.display()))
+    })?;
+    let available = std::fs::read_to_string(root.join("cgroup.controllers"))?;
+    let enable = |d: &Path| {
+        for c in available.split_whitespace() {
+            // One write per controller, as libcgroups does: one the kernel refuses (say,
+            // a threaded subtree) must not keep the others off.
+            let _ = std::fs::write(d.join("cgroup.subtree_control"), format!("+{c}"));
+        }
+    };
+    let mut cur = root.to_path_buf();
+    for part in rel.components() {
+        let std::path::Component::Normal(part) = part else {
+            return Err(io::Error::other(format!(
+                "{}: not a plain cgroup path",
+                dir.display()
+            )));
+        };
+        enable(&cur);
+        cur.push(part);
+        match std::fs::create_dir(&cur) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", cur.display()))),
+        }
+    }
+    Ok(())
+}
+
 /// Kills every process in the cgroup at `dir` (and below), waits until it is empty and
 /// removes it with its child cgroups. `timeout` bounds the wait for processes to exit.
 pub fn remove(dir: &Path, timeout: Duration) -> io::Result<()> {

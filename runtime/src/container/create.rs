@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::spawn::{raise_fd, spawn, Start};
+use super::spawn::{raise_fd, spawn, spawn_in_cgroup, Start};
 use super::start_mode;
 use super::Error;
 use crate::cgroups::{self, Cgroup};
@@ -152,16 +152,20 @@ pub fn create_from(
         )?),
         Start::Sealed => None,
     };
-    let spawned = spawn(
-        flags,
-        start,
-        &inherit,
-        min_fd,
-        opts.stdio,
-        flags.contains(CloneFlags::CLONE_NEWUSER),
-    )?;
+    // A second handle: the rollback owns the first (it removes the cgroup on failure).
+    let (spawned, cloned_in) = spawn_in_cgroup(&Cgroup::open(&cg_path, &opts.id)?, |target| {
+        spawn(
+            flags,
+            start,
+            target,
+            &inherit,
+            min_fd,
+            opts.stdio,
+            flags.contains(CloneFlags::CLONE_NEWUSER),
+        )
+    })?;
     let pid = spawned.pid;
-    tracing::debug!(pid = pid.as_raw(), ?start, "create: cloned");
+    tracing::debug!(pid = pid.as_raw(), ?start, cloned_in, "create: cloned");
     rb.child = Some(pid);
     let mut ch = spawned.channel;
     drop(console);
@@ -215,7 +219,7 @@ pub fn create_from(
     // the cgroup is complete before the child is in it.
     let join = match &rb.cgroup {
         Some(cg) => {
-            let files = cg.prepare_join(pid)?;
+            let files = cg.prepare_join(pid, cloned_in)?;
             cg.apply_spec(&bundle.spec)?;
             files
         }

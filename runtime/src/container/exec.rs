@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use super::ops::status;
-use super::spawn::{raise_fd, spawn, Start};
+use super::spawn::{raise_fd, spawn, spawn_in_cgroup, Start};
 use super::Error;
 use crate::cgroups::{self, Cgroup};
 use crate::init::{InitPlan, Role};
@@ -121,15 +121,20 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
     if let Some(c) = console_fd {
         inherit.push(c);
     }
-    let spawned = spawn(
-        CloneFlags::empty(),
-        Start::Sealed,
-        &inherit,
-        min_fd,
-        opts.stdio,
-        false,
-    )?;
+    let cg = Cgroup::open(&st.cgroup_path, &st.id)?;
+    let (spawned, cloned_in) = spawn_in_cgroup(&cg, |target| {
+        spawn(
+            CloneFlags::empty(),
+            Start::Sealed,
+            target,
+            &inherit,
+            min_fd,
+            opts.stdio,
+            false,
+        )
+    })?;
     let pid = spawned.pid;
+    tracing::debug!(pid = pid.as_raw(), cloned_in, "exec: cloned");
     let mut ch = spawned.channel;
     let kill_child = |pid: Pid| {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -157,7 +162,7 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
         kill_child(pid);
         return Err(fail(e));
     }
-    let join = match Cgroup::open(&st.cgroup_path, &st.id).and_then(|cg| cg.prepare_join(pid)) {
+    let join = match cg.prepare_join(pid, cloned_in) {
         Ok(files) => files,
         Err(e) => {
             kill_child(pid);

@@ -2,12 +2,13 @@
 //! of berth (see [`crate::linux::exe`]) with only the fds the plan names.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 use super::Error;
+use crate::cgroups::Cgroup;
 use crate::init::INIT_ENV;
 use crate::linux::sys::{self, Cloned};
 use crate::sync::Channel;
@@ -39,11 +40,29 @@ pub enum Start {
     Direct,
 }
 
-/// Clones the container process. `inherit` are fds (besides the channel) that must survive
-/// into it. The caller must be single-threaded.
+/// Spawns through `spawn_fn`, straight into `cg` where the host allows it (cgroup v2:
+/// CLONE_INTO_CGROUP, see [`Cgroup::clone_target`]), else outside it for the caller to
+/// move it in. Returns whether the process was born in the cgroup.
+pub fn spawn_in_cgroup(
+    cg: &Cgroup,
+    spawn_fn: impl Fn(Option<BorrowedFd<'_>>) -> Result<Spawned, Error>,
+) -> Result<(Spawned, bool), Error> {
+    if let Some(fd) = cg.clone_target()? {
+        match spawn_fn(Some(fd.as_fd())) {
+            Ok(s) => return Ok((s, true)),
+            // Kernels before 5.7, or a cgroup that cannot take processes directly.
+            Err(e) => tracing::debug!(error = %e, "CLONE_INTO_CGROUP refused: cloning outside"),
+        }
+    }
+    Ok((spawn_fn(None)?, false))
+}
+
+/// Clones the container process, straight into `cgroup` if given (cgroup v2). `inherit` are
+/// fds (besides the channel) that must survive into it. The caller must be single-threaded.
 pub fn spawn(
     flags: CloneFlags,
     start: Start,
+    cgroup: Option<BorrowedFd<'_>>,
     inherit: &[RawFd],
     min_fd: RawFd,
     stdio: Option<[RawFd; 3]>,
@@ -68,7 +87,7 @@ pub fn spawn(
     let body = br#"{"Error":"re-executing berth from a sealed copy failed"}"#;
     let mut failure = (body.len() as u32).to_le_bytes().to_vec();
     failure.extend_from_slice(body);
-    match sys::clone_process(flags.bits(), None) {
+    match sys::clone_process(flags.bits(), cgroup) {
         Err(e) => Err(Error::io("clone", e)),
         Ok(Cloned::Parent(pid)) => {
             drop(child);
