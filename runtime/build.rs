@@ -31,9 +31,15 @@ fn main() {
         .arg(&bin)
         .arg("src/linux/dmz.S")
         .status();
+    // Without berth-dmz berth still works: `run` then always re-executes (say, a cross
+    // build whose `cc` targets another architecture).
     match status {
         Ok(s) if s.success() => println!("cargo::rustc-cfg=berth_dmz"),
-        Ok(s) => panic!("{cc} failed to assemble src/linux/dmz.S ({s})"),
-        Err(e) => panic!("running {cc} to assemble src/linux/dmz.S: {e}"),
+        Ok(s) => println!(
+            "cargo::warning={cc} failed to assemble src/linux/dmz.S ({s}): built without berth-dmz"
+        ),
+        Err(e) => println!(
+            "cargo::warning=running {cc} for src/linux/dmz.S: {e}: built without berth-dmz"
+        ),
     }
 }

@@ -152,6 +152,15 @@ fn bad_cli_use() {
     expect_fail(&["start", &id], "does not exist");
     expect_fail(&["kill", &id, "NOTASIGNAL"], "unknown signal name");
     expect_fail(&["delete", &id], "does not exist");
+    // A preserved fd that is not open: refused before berth opens an fd of its own that
+    // could take its number (and be handed on into the container).
+    for cmd in ["create", "run"] {
+        expect_fail(
+            &[cmd, "--preserve-fds", "2", "--bundle", &bundle, &id],
+            "--preserve-fds 2: fd 3 is not open",
+        );
+        assert_no_leftovers(&root, &id, &b.cgroup_path(), &b.dir);
+    }
     // A duplicate id is refused and leaves the first container intact.
     root.ok(&["create", "--bundle", &bundle, &id]);
     expect_fail(

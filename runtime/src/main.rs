@@ -17,6 +17,13 @@ fn main() {
         std::process::exit(125);
     }
     let cli = Cli::parse();
+    // Before berth opens any fd of its own: a closed fd among the preserved ones would be
+    // filled by one of berth's (the log file, a cgroup directory) and handed on into the
+    // container (the CVE-2024-21626 pattern).
+    if let Err(msg) = cli::preserved_fds_open(cli.command.preserve_fds()) {
+        eprintln!("berth: {msg}");
+        std::process::exit(1);
+    }
     let logger = Logger::init(cli.log.as_deref(), cli.log_format, cli.debug);
     if cli.systemd_cgroup {
         logger.error("--systemd-cgroup: berth has no systemd cgroup driver (and needs none on hosts without systemd); drop the flag to use cgroupfs");

@@ -175,6 +175,11 @@ impl Channel {
             Some(&mut cmsg),
             MsgFlags::MSG_CMSG_CLOEXEC,
         )?;
+        if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::other(format!(
+                "receiving {n} file descriptors: truncated (out of fds? see RLIMIT_NOFILE)"
+            )));
+        }
         let mut out = Vec::new();
         for c in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(fds) = c {

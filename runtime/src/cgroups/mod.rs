@@ -100,14 +100,17 @@ impl Cgroup {
         Ok(self.manager.get_or_init(|| m))
     }
 
-    /// On v2: creates the cgroup and opens it for clone3's CLONE_INTO_CGROUP, so the
-    /// container process starts inside it. No migration happens at all then (see
-    /// [`Cgroup::prepare_join`] for why that matters). `None` on v1.
-    pub fn clone_target(&self) -> Result<Option<OwnedFd>, CgroupError> {
+    /// On v2: opens the cgroup for clone3's CLONE_INTO_CGROUP, so the container process
+    /// starts inside it, creating it first with `make` (`create`; `exec` joins an existing
+    /// one and must not bring back a cgroup a concurrent `delete` removed). No migration
+    /// happens at all then (see [`Cgroup::prepare_join`] for why that matters). `None` on v1.
+    pub fn clone_target(&self, make: bool) -> Result<Option<OwnedFd>, CgroupError> {
         let Some(dir) = &self.unified_dir else {
             return Ok(None);
         };
-        v2::make_dir(Path::new(V2_ROOT), dir).map_err(|e| err(&self.path, e))?;
+        if make {
+            v2::make_dir(Path::new(V2_ROOT), dir).map_err(|e| err(&self.path, e))?;
+        }
         let fd = File::options()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)

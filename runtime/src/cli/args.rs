@@ -224,3 +224,14 @@ pub struct UpdateArgs {
     pub blkio_weight: Option<u16>,
     pub id: String,
 }
+
+impl Command {
+    /// `--preserve-fds` of the commands that pass fds on into a container.
+    pub fn preserve_fds(&self) -> u32 {
+        match self {
+            Command::Create(a) | Command::Run { create: a, .. } => a.preserve_fds,
+            Command::Exec(a) => a.preserve_fds,
+            _ => 0,
+        }
+    }
+}

@@ -143,17 +143,23 @@ pub fn create_from(
     if let Some(c) = &console {
         inherit.push(c.as_raw_fd());
     }
-    let start = start_mode::choose(&bundle.spec, opts.start);
+    let mut start = start_mode::choose(&bundle.spec, opts.start);
     // berth-dmz is made here, before clone, like the sealed view: its pages are berth's.
+    // Where memfds may not be executed (vm.memfd_noexec=2), the re-exec path it is.
     let dmz = match start {
-        Start::Direct => Some(raise_fd(
-            crate::linux::dmz::sealed().map_err(|e| Error::io("making berth-dmz", e))?,
-            min_fd,
-        )?),
+        Start::Direct => match crate::linux::dmz::sealed() {
+            Ok(fd) => Some(raise_fd(fd, min_fd)?),
+            Err(e) => {
+                tracing::debug!(error = %e, "berth-dmz unavailable: re-executing instead");
+                start = Start::Sealed;
+                None
+            }
+        },
         Start::Sealed => None,
     };
-    // A second handle: the rollback owns the first (it removes the cgroup on failure).
-    let (spawned, cloned_in) = spawn_in_cgroup(&Cgroup::open(&cg_path, &opts.id)?, |target| {
+    // Through a second handle: the rollback owns the first (it removes the cgroup on failure).
+    let target = Cgroup::open(&cg_path, &opts.id)?.clone_target(true)?;
+    let (spawned, cloned_in) = spawn_in_cgroup(target, |target| {
         spawn(
             flags,
             start,

@@ -122,7 +122,9 @@ pub fn exec(root: &StateRoot, opts: &ExecOptions) -> Result<Pid, Error> {
         inherit.push(c);
     }
     let cg = Cgroup::open(&st.cgroup_path, &st.id)?;
-    let (spawned, cloned_in) = spawn_in_cgroup(&cg, |target| {
+    // A cgroup that cannot be opened is left to the migration below to report.
+    let target = cg.clone_target(false).ok().flatten();
+    let (spawned, cloned_in) = spawn_in_cgroup(target, |target| {
         spawn(
             CloneFlags::empty(),
             Start::Sealed,

@@ -8,7 +8,6 @@ use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 
 use super::Error;
-use crate::cgroups::Cgroup;
 use crate::init::INIT_ENV;
 use crate::linux::sys::{self, Cloned};
 use crate::sync::Channel;
@@ -40,14 +39,15 @@ pub enum Start {
     Direct,
 }
 
-/// Spawns through `spawn_fn`, straight into `cg` where the host allows it (cgroup v2:
-/// CLONE_INTO_CGROUP, see [`Cgroup::clone_target`]), else outside it for the caller to
-/// move it in. Returns whether the process was born in the cgroup.
+/// Spawns through `spawn_fn`, straight into the cgroup `target` (cgroup v2:
+/// CLONE_INTO_CGROUP, see [`crate::cgroups::Cgroup::clone_target`]) where given and the
+/// kernel allows it, else outside it for the caller to move it in. Returns whether the
+/// process was born in the cgroup.
 pub fn spawn_in_cgroup(
-    cg: &Cgroup,
+    target: Option<OwnedFd>,
     spawn_fn: impl Fn(Option<BorrowedFd<'_>>) -> Result<Spawned, Error>,
 ) -> Result<(Spawned, bool), Error> {
-    if let Some(fd) = cg.clone_target()? {
+    if let Some(fd) = target {
         match spawn_fn(Some(fd.as_fd())) {
             Ok(s) => return Ok((s, true)),
             // Kernels before 5.7, or a cgroup that cannot take processes directly.
@@ -84,7 +84,10 @@ pub fn spawn(
         Start::Direct => None,
     };
     // The failure report is framed now: the child must not allocate.
-    let body = br#"{"Error":"re-executing berth from a sealed copy failed"}"#;
+    let body = match start {
+        Start::Sealed => &br#"{"Error":"re-executing berth from a sealed copy failed"}"#[..],
+        Start::Direct => &br#"{"Error":"setting up the container process failed"}"#[..],
+    };
     let mut failure = (body.len() as u32).to_le_bytes().to_vec();
     failure.extend_from_slice(body);
     match sys::clone_process(flags.bits(), cgroup) {
@@ -132,7 +135,13 @@ pub fn spawn(
                     Some(sealed) => {
                         let _ = sealed.exec();
                     }
-                    None => crate::init::main(child.into_raw_fd()),
+                    None => {
+                        // A panic must end this child here, not unwind into the CLI's
+                        // frames (its rollback guard would tear the container down).
+                        let fd = child.into_raw_fd();
+                        let _ = std::panic::catch_unwind(|| crate::init::main(fd));
+                        sys::exit_now(123);
+                    }
                 }
             }
             let _ = nix::unistd::write(

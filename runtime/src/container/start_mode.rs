@@ -25,7 +25,7 @@ fn eligible(spec: &Spec, start_now: bool) -> bool {
         && dmz::AVAILABLE
         && new_pid_namespace(spec)
         && !namespaces::has(spec, LinuxNamespaceType::User)
-        && !has_start_container_hooks(spec)
+        && !has_hooks_before_exec(spec)
         && !reaper::init_wanted(spec)
         && !reaper::pause_wanted(spec)
         && spec
@@ -43,11 +43,21 @@ fn new_pid_namespace(spec: &Spec) -> bool {
             .any(|(t, _)| *t == LinuxNamespaceType::Pid)
 }
 
-fn has_start_container_hooks(spec: &Spec) -> bool {
-    spec.hooks()
-        .as_ref()
-        .and_then(|h| h.start_container().as_ref())
-        .is_some_and(|l| !l.is_empty())
+/// Hooks that run while the process is still berth: createContainer and startContainer run
+/// inside the container; prestart and createRuntime run on the host but may enter its
+/// namespaces (with every capability). Only poststart/poststop keep the direct path.
+fn has_hooks_before_exec(spec: &Spec) -> bool {
+    let Some(h) = spec.hooks() else { return false };
+    #[allow(deprecated)]
+    let lists = [
+        h.prestart(),
+        h.create_runtime(),
+        h.create_container(),
+        h.start_container(),
+    ];
+    lists
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
 }
 
 /// Whether the profile lets execveat through unconditionally: the final exec through
@@ -122,6 +132,9 @@ mod tests {
             serde_json::json!({"linux": {"namespaces": [
                 {"type": "pid"}, {"type": "mount"}, {"type": "user"}]}}),
             serde_json::json!({"hooks": {"startContainer": [{"path": "/bin/true"}]}}),
+            serde_json::json!({"hooks": {"createContainer": [{"path": "/bin/true"}]}}),
+            serde_json::json!({"hooks": {"createRuntime": [{"path": "/bin/true"}]}}),
+            serde_json::json!({"hooks": {"prestart": [{"path": "/bin/true"}]}}),
             serde_json::json!({"annotations": {"berth.init": "true"}}),
             serde_json::json!({"annotations": {"berth.pause": "true"}}),
             serde_json::json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}),
@@ -135,6 +148,14 @@ mod tests {
             let s = spec(base(c.clone()));
             assert!(!eligible(&s, true), "{c}");
         }
+    }
+
+    #[test]
+    fn poststart_and_poststop_hooks_keep_the_direct_path() {
+        let s = spec(base(serde_json::json!({"hooks": {
+            "poststart": [{"path": "/bin/true"}], "poststop": [{"path": "/bin/true"}]
+        }})));
+        assert_eq!(eligible(&s, true), dmz::AVAILABLE);
     }
 
     #[test]

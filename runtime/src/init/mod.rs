@@ -87,7 +87,7 @@ pub fn main(sync_fd: RawFd) -> ! {
     );
     let plan = match ch.recv::<ToChild>() {
         Ok(ToChild::Plan(p)) => p,
-        _ => std::process::exit(120),
+        _ => sys::exit_now(120),
     };
     let result = match plan.role {
         Role::Init => run_init(&plan, &mut ch),
@@ -98,7 +98,7 @@ pub fn main(sync_fd: RawFd) -> ! {
         Err(e) => e,
     };
     let _ = ch.send(&FromChild::Error(err.to_string()));
-    std::process::exit(121)
+    sys::exit_now(121)
 }
 
 fn wait_go(ch: &mut Channel) -> Result<(), SetupError> {

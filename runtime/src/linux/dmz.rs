@@ -7,7 +7,7 @@
 //! 4 MB static binary (glibc's start-up alone is ≈0.5 ms in a VM, where each of its ~80
 //! CPUID instructions traps to the hypervisor). For the plainest case — `run`, where the
 //! process goes straight from set-up to the program — berth skips it: the cloned process
-//! sets the container up as the forked CLI, and its final exec goes through this 640-byte
+//! sets the container up as the forked CLI, and its final exec goes through this 736-byte
 //! program (dmz.S, assembled by build.rs) in a sealed memfd, which then execs the
 //! container's program. So /proc/self/exe is the memfd while the program is being loaded,
 //! and the program's own afterwards; berth's binary is never reachable from inside.
@@ -15,7 +15,8 @@
 //! While it sets up, the process is the host binary. That is safe only while no process of
 //! the container can see it, which [`crate::container`] makes sure of before choosing this
 //! path: a new pid namespace (it is that namespace's only process until the exec), no
-//! user namespace, no startContainer hooks (they would run inside, before the exec), no
+//! user namespace, no hooks before the exec (createContainer and startContainer run inside;
+//! prestart and createRuntime could enter the namespaces; only poststart/poststop), no
 //! `berth.init`/`berth.pause` (berth stays the container's pid 1 there), no `start` to wait
 //! for (no `created` window in which `exec` could join), a seccomp profile that lets
 //! execveat through, and a single-threaded caller (the CLI: a fork of a multi-threaded

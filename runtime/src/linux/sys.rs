@@ -199,3 +199,11 @@ pub fn fstatfs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
     let st = nix::sys::statfs::fstatfs(fd)?;
     Ok(st.filesystem_type().0 as i64)
 }
+
+/// Ends this process at once: no atexit handlers, no flushing of stdio buffers, no
+/// destructors. A container process may be a plain fork of the CLI (berth-dmz's direct
+/// start), whose buffers and handlers belong to the CLI.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
