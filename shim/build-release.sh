@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 host="$(rustc -vV | sed -n 's/^host: //p')"
 seccomp_a="$(cc -print-file-name=libseccomp.a)"
 [ -f "$seccomp_a" ] || { echo "build-release.sh: libseccomp.a not found (apt-get install libseccomp-dev)" >&2; exit 1; }
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
   LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$(dirname "$seccomp_a")" \
   cargo build --release -p containerd-shim-berth-v2 --target "$host" >&2
 bin="${CARGO_TARGET_DIR:-$PWD/target}/$host/release/containerd-shim-berth-v2"

@@ -30,12 +30,14 @@ apt_install() {
 # dynamically linked, a third of its user time went to ld.so (mapping four libraries,
 # 11 700 relocations, symbol binding), ~2.5 ms per container lifecycle. Static needs
 # --target (proc macros cannot be static), so the binary lands in target/<triple>/release.
+# Relative relocations are packed (DT_RELR): less to read and write at each start
+# (docs/DESIGN.md). shim/build-release.sh uses the same RUSTFLAGS, so the builds share deps.
 build_release_berth() {
   local triple libdir
   triple="$(rustc -vV | sed -n 's/^host: //p')"
   libdir="$(pkg-config --variable=libdir libseccomp)"
   LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH="$libdir" \
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs" \
     cargo build --release -j"${CARGO_BUILD_JOBS:-2}" -p berth --target "$triple" >&2
   echo "$BERTH_REPO/target/$triple/release/berth"
 }
