@@ -270,6 +270,19 @@ impl Root {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs berth with `--debug` logging into a fresh file; returns the output and what
+    /// berth logged (which path it took, for tests of internal choices).
+    pub fn berth_logged(&self, args: &[&str]) -> (Output, String) {
+        let log = scratch().join(format!("log-{}", unique("berth")));
+        let log_arg = log.display().to_string();
+        let mut full = vec!["--log", &log_arg, "--debug"];
+        full.extend_from_slice(args);
+        let out = self.berth(&full);
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        (out, text)
+    }
+
     pub fn state(&self, id: &str) -> Value {
         serde_json::from_str(&self.ok(&["state", id])).expect("state JSON")
     }

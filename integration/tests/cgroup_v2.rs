@@ -116,29 +116,14 @@ fn create_and_exec_clone_into_the_cgroup() {
     let id = unique("v2clone");
     let root = Root::new(&id);
     let b = Bundle::new(&checker(), &id, &["sleep", "300"]);
-    let log = scratch().join(format!("{id}.log"));
-    let logs = log.display().to_string();
-    root.ok(&[
-        "--log",
-        &logs,
-        "--debug",
-        "create",
-        "--bundle",
-        &bundle_arg(&b),
-        &id,
-    ]);
+    let (created, create_log) = root.berth_logged(&["create", "--bundle", &bundle_arg(&b), &id]);
+    assert!(created.status.success(), "{created:?}");
     root.ok(&["start", &id]);
     wait_status(&root, &id, "running");
-    let out = root.ok(&[
-        "--log",
-        &logs,
-        "--debug",
-        "exec",
-        &id,
-        "cat",
-        "/proc/self/cgroup",
-    ]);
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (execd, exec_log) = root.berth_logged(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(execd.status.success(), "{execd:?}");
+    let out = String::from_utf8_lossy(&execd.stdout);
+    let text = create_log + &exec_log;
     assert!(
         text.contains("create: cloned") && text.contains("cloned_in=true"),
         "{text}"
@@ -159,7 +144,6 @@ fn create_and_exec_clone_into_the_cgroup() {
         "{host_view}"
     );
     delete_clean(&root, &b);
-    let _ = std::fs::remove_file(&log);
 }
 
 /// Deletes the container and asserts nothing is left, the cgroup directory included.

@@ -91,19 +91,10 @@ fn cve_2019_5736_direct_run_entrypoint_never_reaches_berth() {
     let evil = b.rootfs().join("evil");
     std::fs::write(&evil, "#!/proc/self/exe\n").unwrap();
     std::fs::set_permissions(&evil, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let log = scratch().join(format!("{id}.log"));
-    let out = root.berth(&[
-        "--log",
-        &log.display().to_string(),
-        "--debug",
-        "run",
-        "--bundle",
-        &b.dir.display().to_string(),
-        &id,
-    ]);
+    let (out, log_text) =
+        root.berth_logged(&["run", "--bundle", &b.dir.display().to_string(), &id]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         log_text.contains("start=Direct"),
         "not the direct path: {log_text}"
@@ -119,7 +110,6 @@ fn cve_2019_5736_direct_run_entrypoint_never_reaches_berth() {
     );
     assert!(!stdout.contains("berth"), "berth ran inside: {stdout}");
     assert_eq!(sha(&berth_bin()), before, "the host berth binary changed");
-    let _ = std::fs::remove_file(&log);
 }
 
 /// A seccomp profile that refuses execveat (the exec into berth-dmz) keeps `run` on the
@@ -135,21 +125,11 @@ fn run_with_execveat_denied_by_seccomp_re_executes() {
         "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
     });
     b.write();
-    let log = scratch().join(format!("{id}.log"));
-    let out = root.berth(&[
-        "--log",
-        &log.display().to_string(),
-        "--debug",
-        "run",
-        "--bundle",
-        &b.dir.display().to_string(),
-        &id,
-    ]);
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let (out, log_text) =
+        root.berth_logged(&["run", "--bundle", &b.dir.display().to_string(), &id]);
     assert!(log_text.contains("start=Sealed"), "{log_text}");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
-    let _ = std::fs::remove_file(&log);
 }
 
 /// CVE-2024-21626: no host fd leaks into the container; cwd cannot name one.

@@ -123,12 +123,7 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     let mut opts = create_options(a);
     berth::state::validate_id(&opts.id)?;
     let bundle = berth::spec::load_bundle(&opts.bundle)?;
-    let terminal = bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
+    let terminal = bundle.terminal();
     // A foreground terminal without --console-socket: berth relays the pty itself.
     let console = if !detach && opts.console_socket.is_none() && terminal {
         let l = terminal::ConsoleListener::new(&root.dir)?;

@@ -94,13 +94,7 @@ pub fn create_from(
         ),
         None => None,
     };
-    let terminal = bundle
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    if terminal && console.is_none() {
+    if bundle.terminal() && console.is_none() {
         return Err(Error::Invalid(
             "process.terminal is true: --console-socket is required".into(),
         ));
@@ -157,8 +151,10 @@ pub fn create_from(
         },
         Start::Sealed => None,
     };
-    // Through a second handle: the rollback owns the first (it removes the cgroup on failure).
-    let target = Cgroup::open(&cg_path, &opts.id)?.clone_target(true)?;
+    let target = match &rb.cgroup {
+        Some(cg) => cg.clone_target(true)?,
+        None => None,
+    };
     let (spawned, cloned_in) = spawn_in_cgroup(target, |target| {
         spawn(
             flags,

@@ -14,6 +14,17 @@ pub struct Bundle {
     pub spec: Spec,
 }
 
+impl Bundle {
+    /// Whether the container's process asks for a terminal (`process.terminal`).
+    pub fn terminal(&self) -> bool {
+        self.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+    }
+}
+
 /// Parses config.json text. Errors name the JSON path (`linux.namespaces[0].type`), because
 /// serde's own messages only give a line and column.
 pub fn parse_config(text: &str) -> Result<Spec, SpecError> {
